@@ -1,0 +1,47 @@
+"""Command line: ``python -m fastconv bench [--quick] [--json PATH] [--section NAME ...]``.
+
+``bench`` prints the benchmark report: one table per op family, GFLOP/s or GB/s of fastconv next to
+the machine's measured limits and, when installed, torch and onnxruntime side by side.
+"""
+
+import argparse
+import importlib
+import json
+import sys
+
+SECTIONS = ("conv", "conv_transpose", "pool")
+
+
+def _bench(args):
+    from .benchmarks.common import format_table
+
+    report = {}
+    for name in args.section or SECTIONS:
+        try:
+            module = importlib.import_module(f"fastconv.benchmarks.{name}")
+        except ModuleNotFoundError:
+            continue
+        rows = module.run(quick=args.quick)
+        report[module.SECTION] = rows
+        print(f"\n## {module.SECTION}" + (" (quick sizes)" if args.quick else ""))
+        columns = getattr(module, "COLUMNS", None) or [(k, k, None) for k in rows[0]]
+        print(format_table(rows, columns), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastconv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="print the benchmark report")
+    bench.add_argument("--quick", action="store_true", help="small batch sizes (seconds, for CI)")
+    bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    bench.add_argument("--section", action="append", choices=SECTIONS, help="only these sections")
+    args = parser.parse_args(argv)
+    return _bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

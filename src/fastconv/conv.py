@@ -1,0 +1,145 @@
+"""Public 2-D convolution (cross-correlation, no kernel flip) on NCHW numpy arrays."""
+
+import numpy as np
+
+from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
+from ._kernels.im2col import im2col
+from ._validate import as_kernel_array, as_pair, check_array, check_int, check_out, common_dtype
+from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
+from .dispatch import DIRECT_OB8_MIN_CHANNELS, Conv2dProblem, choose_conv2d_algo
+from .padding import check_padding_mode, pad_nchw
+from .shapes import output_size_2d, padding_2d
+
+
+def conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype):
+    """Validate shapes and options and return the canonical :class:`Conv2dProblem`."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{fn}: x must be 4-D (N, C, H, W), got shape {x_shape}")
+    if len(weight_shape) != 4:
+        raise ValueError(f"{fn}: weight must be 4-D (O, C/groups, kH, kW), got shape {weight_shape}")
+    n_batch, c_in, ih, iw = (int(v) for v in x_shape)
+    c_out, c_per_group, kh, kw = (int(v) for v in weight_shape)
+    groups = check_int(fn, "groups", groups, 1)
+    stride = as_pair(fn, "stride", stride, 1)
+    dilation = as_pair(fn, "dilation", dilation, 1)
+    if c_in < 1 or c_out < 1 or kh < 1 or kw < 1:
+        raise ValueError(f"{fn}: channels and kernel sizes must be >= 1, got x {x_shape}, weight {weight_shape}")
+    if c_in % groups or c_out % groups:
+        raise ValueError(
+            f"{fn}: groups must divide both input channels {c_in} and output channels {c_out}, got {groups}"
+        )
+    if c_per_group != c_in // groups:
+        raise ValueError(
+            f"{fn}: weight.shape[1] must be C / groups = {c_in} / {groups} = {c_in // groups}, "
+            f"got {c_per_group} (weight shape {weight_shape})"
+        )
+    pads = padding_2d(fn, padding, (ih, iw), (kh, kw), stride, dilation)
+    out_hw = output_size_2d(fn, (ih, iw), (kh, kw), stride, dilation, pads)
+    return Conv2dProblem(n_batch, c_in, c_out, (ih, iw), (kh, kw), stride, dilation, pads, groups,
+                         out_hw, np.dtype(dtype).itemsize)
+
+
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+           algo="auto", out=None):
+    """2-D cross-correlation (no kernel flip) of (N, C, H, W) inputs with (O, C/groups, kH, kW) filters.
+
+    Same semantics and argument names as ``torch.nn.functional.conv2d``, plus TensorFlow's "same"
+    padding for any stride and a "full" mode.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    weight : ndarray, (O, C / groups, kH, kW)
+    bias : ndarray, (O,), optional
+    stride, dilation : int or (int, int), >= 1
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
+    groups : int, divides C and O (``groups == C`` is a depthwise convolution)
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
+    algo : "auto", "direct" or "im2col" (see :func:`fastconv.plan_conv2d`)
+    out : ndarray, optional. C-contiguous result buffer of the exact shape and dtype.
+
+    Returns
+    -------
+    ndarray, (N, O, OH, OW), dtype ``np.result_type(x, weight, bias)``.
+
+    Notes
+    -----
+    Shapes: ``OH = (H + pad_top + pad_bottom - dilation[0] * (kH - 1) - 1) // stride[0] + 1``, same for W.
+    ``out[n, o, i, j] = bias[o] + sum_{c, ky, kx} weight[o, c, ky, kx] *
+    xpad[n, g * C/groups + c, i * sh + ky * dh, j * sw + kx * dw]`` with ``g = o // (O / groups)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    >>> fastconv.conv2d(x, np.ones((1, 1, 3, 3), np.float32))[0, 0]
+    array([[ 54.,  63.,  72.],
+           [ 99., 108., 117.],
+           [144., 153., 162.]], dtype=float32)
+    """
+    fn = "conv2d"
+    check_array(fn, "x", x, 4)
+    check_array(fn, "weight", weight, 4)
+    if bias is not None:
+        check_array(fn, "bias", bias, 1)
+    dtype = common_dtype(x, weight, bias)
+    problem = conv2d_problem(fn, x.shape, weight.shape, stride, padding, dilation, groups, dtype)
+    if bias is not None and bias.shape[0] != problem.c_out:
+        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias.shape}")
+    check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
+    chosen, _ = choose_conv2d_algo(problem, algo)
+    out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
+    if problem.n_batch == 0:
+        return out
+    if chosen == "direct":
+        _run_direct(problem, x, weight, bias, padding_mode, dtype, out)
+    else:
+        _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
+    return out
+
+
+def _bias_or_zeros(bias, c_out, dtype):
+    return np.zeros(c_out, dtype=dtype) if bias is None else as_kernel_array(bias, dtype)
+
+
+def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
+    """Space-to-depth planes + tap list + register-blocked direct kernel (bias fused)."""
+    ih, iw = problem.in_hw
+    (top, bottom), (left, right) = problem.pads
+    padded_hw = (ih + top + bottom, iw + left + right)
+    row_len, rows = direct_geometry(padded_hw, problem.kernel_hw, problem.stride, problem.dilation,
+                                    problem.out_hw)
+    planes = make_planes(x, problem.pads, padding_mode, problem.stride, row_len, rows, dtype)
+    tap_plane, tap_off = tap_list(problem.c_in // problem.groups, problem.kernel_hw, problem.stride,
+                                  problem.dilation, row_len)
+    if problem.c_out // problem.groups >= DIRECT_OB8_MIN_CHANNELS:
+        block, kernel = OB, conv_taps_ob8
+    else:
+        block, kernel = 1, conv_taps_ob1
+    wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
+    kernel(planes, tap_plane, tap_off, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, row_len)
+
+
+def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
+    """Unfold into columns (batch chunks bounded by the workspace budget), then one GEMM per group."""
+    n_batch, groups = problem.n_batch, problem.groups
+    kh, kw = problem.kernel_hw
+    oh, ow = problem.out_hw
+    o_per_group = problem.c_out // groups
+    k_per_group = problem.c_in // groups * kh * kw
+    wmat = weight.reshape(groups, o_per_group, k_per_group).astype(dtype, copy=False)
+    out4 = out.reshape(n_batch, groups, o_per_group, oh * ow)
+    if problem.is_pointwise:
+        cols = x.astype(dtype, copy=False).reshape(n_batch, groups, k_per_group, oh * ow)
+        np.matmul(wmat, cols, out=out4)
+    else:
+        xp = pad_nchw(x, problem.pads, padding_mode, dtype)
+        chunk = problem.im2col_batch_chunk()
+        col = np.empty((chunk, problem.c_in * kh * kw, oh * ow), dtype=dtype)
+        (sh, sw), (dh, dw) = problem.stride, problem.dilation
+        for n0 in range(0, n_batch, chunk):
+            m = min(chunk, n_batch - n0)
+            im2col(xp, col[:m], n0, kh, kw, sh, sw, dh, dw, oh, ow)
+            np.matmul(wmat, col[:m].reshape(m, groups, k_per_group, oh * ow), out=out4[n0:n0 + m])
+    if bias is not None:
+        out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)

@@ -1,0 +1,74 @@
+"""Array layouts the conv kernels need: tap lists, space-to-depth planes, packed weights, im2col chunks.
+
+See the block comment in ``fastconv/_kernels/conv_direct.py`` for the index algebra.
+"""
+
+import numpy as np
+
+from .padding import pad_nchw
+
+TAP_UNROLL = 3  # the direct kernels consume taps three at a time
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def direct_geometry(padded_hw, k_hw, s_hw, d_hw, out_hw):
+    """Plane geometry for the direct kernels: (row_len, plane_rows, max_row_offset).
+
+    ``row_len = ceil(Wp / sw)``; a plane needs enough rows that every virtual position of the output
+    plus every tap offset stays inside it.
+    """
+    (hp, wp), (kh, kw), (sh, sw), (dh, dw), (oh, _) = padded_hw, k_hw, s_hw, d_hw, out_hw
+    row_len = _ceil_div(wp, sw)
+    max_qy = (kh - 1) * dh // sh
+    max_qx = (kw - 1) * dw // sw
+    rows = max(_ceil_div(hp, sh), oh + max_qy + _ceil_div(max_qx, row_len))
+    return row_len, rows
+
+
+def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
+    """Plane index (relative to the group) and flat offset of every tap (c, ky, kx), padded to 3s."""
+    (kh, kw), (sh, sw), (dh, dw) = k_hw, s_hw, d_hw
+    c, ky, kx = np.meshgrid(np.arange(c_per_group), np.arange(kh), np.arange(kw), indexing="ij")
+    c, ky, kx = c.ravel(), ky.ravel(), kx.ravel()
+    plane = (c * sh + (ky * dh) % sh) * sw + (kx * dw) % sw
+    offset = ((ky * dh) // sh) * row_len + (kx * dw) // sw
+    n_taps = _ceil_div(plane.size, TAP_UNROLL) * TAP_UNROLL
+    tap_plane = np.zeros(n_taps, dtype=np.int64)
+    tap_off = np.zeros(n_taps, dtype=np.int64)
+    tap_plane[:plane.size] = plane
+    tap_off[:offset.size] = offset
+    return tap_plane, tap_off
+
+
+def pack_weights(weight, groups, block, n_taps, dtype):
+    """(O, C/g, kh, kw) -> (G, n_blocks, n_taps, block): taps padded with zeros, channels blocked."""
+    c_out = weight.shape[0]
+    o_per_group = c_out // groups
+    n_blocks = _ceil_div(o_per_group, block)
+    flat = weight.reshape(groups, o_per_group, -1)
+    packed = np.zeros((groups, n_blocks * block, n_taps), dtype=dtype)
+    packed[:, :o_per_group, :flat.shape[2]] = flat
+    return np.ascontiguousarray(packed.reshape(groups, n_blocks, block, n_taps).transpose(0, 1, 3, 2))
+
+
+def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
+    """Padded input rearranged into flat space-to-depth planes: (N, C * sh * sw, rows * row_len)."""
+    (top, bottom), (left, right) = pads
+    sh, sw = s_hw
+    n_batch, c_in, ih, iw = x.shape
+    if sh == sw == 1 and padding_mode == "zeros":
+        # One pass: pad straight into the plane buffer (extra bottom rows and right columns are zero).
+        extra_rows = rows - (ih + top + bottom)
+        extra_cols = row_len - (iw + left + right)
+        xp = pad_nchw(x, ((top, bottom + extra_rows), (left, right + extra_cols)), "zeros", dtype)
+        return xp.reshape(n_batch, c_in, rows * row_len)
+    xp = pad_nchw(x, pads, padding_mode, dtype)
+    planes = np.zeros((n_batch, c_in, sh, sw, rows, row_len), dtype=dtype)
+    for a in range(sh):
+        for b in range(sw):
+            phase = xp[:, :, a::sh, b::sw]
+            planes[:, :, a, b, :phase.shape[2], :phase.shape[3]] = phase
+    return planes.reshape(n_batch, c_in * sh * sw, rows * row_len)
