@@ -45,6 +45,12 @@ def rng():
 
 
 @pytest.fixture
+def tol():
+    """The tolerance table itself: ``tol[np.dtype(np.float32)]`` -> dict(rtol=..., atol=...)."""
+    return TOL
+
+
+@pytest.fixture
 def assert_close():
     """``assert_close(actual, expected, dtype=None)`` using the shared tolerance table."""
     return assert_close_to

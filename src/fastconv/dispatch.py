@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_choice
+from ._validate import FLOAT_DTYPES, check_choice
 
 CONV2D_ALGOS = ("auto", "direct", "im2col")
 
@@ -70,9 +70,9 @@ class Plan:
     out_shape: tuple
 
 
-def choose_conv2d_algo(problem, algo="auto"):
+def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     """Return ``(algo, reason)`` for a canonical problem; ``algo`` other than "auto" is honoured."""
-    check_choice("conv2d", "algo", algo, CONV2D_ALGOS)
+    check_choice(fn, "algo", algo, CONV2D_ALGOS)
     if algo != "auto":
         return algo, "requested by the caller"
     if problem.is_pointwise and problem.groups == 1:
@@ -96,8 +96,9 @@ def workspace_bytes(problem, algo):
     return padded
 
 
-def plan_for(problem, algo="auto"):
-    chosen, reason = choose_conv2d_algo(problem, algo)
+def plan_for(problem, algo="auto", fn="plan_conv2d"):
+    """The :class:`Plan` for a canonical problem."""
+    chosen, reason = choose_conv2d_algo(problem, algo, fn)
     return Plan(algo=chosen, reason=reason, flops=problem.flops,
                 workspace_bytes=workspace_bytes(problem, chosen),
                 out_shape=(problem.n_batch, problem.c_out) + tuple(problem.out_hw))
@@ -113,6 +114,9 @@ def plan_conv2d(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, group
     """
     from .conv import conv2d_problem  # late import: conv imports dispatch
 
-    problem = conv2d_problem("plan_conv2d", tuple(x_shape), tuple(weight_shape), stride, padding,
+    fn = "plan_conv2d"
+    if np.dtype(dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: dtype must be float32 or float64, got {np.dtype(dtype)}")
+    problem = conv2d_problem(fn, tuple(x_shape), tuple(weight_shape), stride, padding,
                              dilation, groups, np.dtype(dtype))
     return plan_for(problem, algo)

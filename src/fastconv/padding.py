@@ -7,6 +7,9 @@ Modes follow ``torch.nn.functional.pad`` / ``conv2d(padding_mode=...)``:
 
 import numpy as np
 
+from ._kernels.pad import pad_zeros_into
+from ._validate import as_kernel_array
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -21,6 +24,11 @@ def check_padding_mode(fn, mode, pads, in_hw):
         if mode == "reflect" and max(p0, p1) >= size:
             raise ValueError(
                 f"{fn}: padding_mode 'reflect' needs padding < input {axis} {size}, got padding {(p0, p1)}"
+            )
+        if mode == "replicate" and max(p0, p1) > 0 and size == 0:
+            raise ValueError(
+                f"{fn}: padding_mode 'replicate' needs a non-empty input {axis} to repeat, got size 0 "
+                f"with padding {(p0, p1)}"
             )
         if mode == "circular" and max(p0, p1) > size:
             raise ValueError(
@@ -38,12 +46,7 @@ def pad_nchw(x, pads, mode, dtype):
     n_batch, c, ih, iw = x.shape
     if mode == "zeros" or (top == bottom == left == right == 0):
         xp = np.empty((n_batch, c, ih + top + bottom, iw + left + right), dtype=dtype)
-        # Zero only the border, then copy the interior (one pass over the input).
-        xp[:, :, :top, :] = 0
-        xp[:, :, xp.shape[2] - bottom:, :] = 0
-        xp[:, :, top:top + ih, :left] = 0
-        xp[:, :, top:top + ih, xp.shape[3] - right:] = 0
-        xp[:, :, top:top + ih, left:left + iw] = x
+        pad_zeros_into(as_kernel_array(x, dtype), xp, top, left)
         return xp
     return np.ascontiguousarray(
         np.pad(x.astype(dtype, copy=False), ((0, 0), (0, 0), (top, bottom), (left, right)),

@@ -530,3 +530,67 @@ def spp_output_length(channels, levels):
     fn = "spp_output_length"
     channels = check_int(fn, "channels", channels, 0)
     return channels * sum(h * w for h, w in (as_pair(fn, "levels", lv, 1) for lv in levels))
+
+
+# =====================================================================================================
+# Receptive field (fastconv.nn.summary builds on this). Pure integer functions.
+# =====================================================================================================
+#
+# Per axis, for a stack of layers with kernel ``k``, stride ``s`` and dilation ``d``, starting from the
+# input pixel (``r_0 = 1``, ``j_0 = 1``)::
+#
+#     r_out = r_in + (k - 1) * d * j_in        receptive field: input pixels one output unit sees
+#     j_out = j_in * s                         jump: input pixels between neighbouring output units
+#
+# Padding shifts where a receptive field lies, never its size, so it does not enter the formulas.
+
+
+def _receptive_layer(fn, index, layer):
+    """Canonical ``(k_hw, s_hw, d_hw, square)`` of one ``(kernel, stride[, padding[, dilation]])`` entry."""
+    if not isinstance(layer, (tuple, list)) or not 2 <= len(layer) <= 4:
+        raise TypeError(
+            f"{fn}: layers[{index}] must be a tuple (kernel, stride, padding, dilation) "
+            f"(padding and dilation optional), got {layer!r}"
+        )
+    kernel, stride = layer[0], layer[1]
+    padding = layer[2] if len(layer) > 2 else 0
+    dilation = layer[3] if len(layer) > 3 else 1
+    if not (isinstance(padding, str) or is_int(padding) or isinstance(padding, (tuple, list))):
+        raise TypeError(f"{fn}: layers[{index}] padding must be an int, a pair or a mode string, got {padding!r}")
+    square = all(is_int(v) for v in (kernel, stride, dilation))
+    return (as_pair(fn, f"layers[{index}] kernel", kernel, 1), as_pair(fn, f"layers[{index}] stride", stride, 1),
+            as_pair(fn, f"layers[{index}] dilation", dilation, 1), square)
+
+
+def receptive_field(layers):
+    """Receptive field and jump after each layer of a stack: one ``(receptive_field, jump)`` per layer.
+
+    ``r_out = r_in + (k - 1) * dilation * j_in`` and ``j_out = j_in * stride``, from ``r = j = 1`` at
+    the input. Padding does not change either (it only moves the field).
+
+    Parameters
+    ----------
+    layers : sequence of ``(kernel, stride, padding, dilation)`` tuples
+        ``padding`` and ``dilation`` may be left off (0 and 1). Each value is an int or an ``(h, w)`` pair.
+
+    Returns
+    -------
+    list of ``(receptive_field, jump)``: ints while every entry so far is all ints, else ``(h, w)`` pairs.
+
+    >>> receptive_field([(3, 2, 1, 1), (3, 1, 1, 1)])   # 3x3 stride 2, then 3x3
+    [(3, 2), (7, 2)]
+    >>> receptive_field([((1, 11), 1), ((11, 1), 1)])  # 1x11 then 11x1: the field of one 11x11
+    [((1, 11), (1, 1)), ((11, 11), (1, 1))]
+    """
+    fn = "receptive_field"
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"{fn}: layers must be a sequence of (kernel, stride, padding, dilation) tuples, "
+                        f"got {layers!r}")
+    r_hw, j_hw, square, result = (1, 1), (1, 1), True, []
+    for index, layer in enumerate(layers):
+        k_hw, s_hw, d_hw, layer_square = _receptive_layer(fn, index, layer)
+        square = square and layer_square
+        r_hw = tuple(r + (k - 1) * d * j for r, k, d, j in zip(r_hw, k_hw, d_hw, j_hw))
+        j_hw = tuple(j * s for j, s in zip(j_hw, s_hw))
+        result.append((r_hw[0], j_hw[0]) if square else (r_hw, j_hw))
+    return result

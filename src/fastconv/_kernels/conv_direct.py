@@ -145,4 +145,4 @@ def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len):
             w2 = w_o[t + 2, 0]
             for p in range(plen):
                 a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
-        _store_tile(acc, out, bias, n, g * o_per_group + j, 1, p0, plen, row_len)
+        _store_tile(acc, out, bias, n, g * o_per_group + j, acc.shape[0], p0, plen, row_len)

@@ -29,6 +29,10 @@ def _check_padding_mode(fn, mode, pads, in_hw):
         valid = ", ".join(repr(m) for m in _NP_PAD_MODE)
         raise ValueError(f"{fn}: padding_mode must be one of {valid}, got {mode!r}")
     for (p0, p1), size, axis in zip(pads, in_hw, ("height", "width")):
+        if mode == "replicate" and size == 0 and max(p0, p1) > 0:
+            raise ValueError(
+                f"{fn}: padding_mode 'replicate' needs a non-empty input {axis}, got size 0 and padding {(p0, p1)}"
+            )
         if mode == "reflect" and max(p0, p1) >= size:
             raise ValueError(
                 f"{fn}: padding_mode 'reflect' needs padding < input {axis} {size}, got padding {(p0, p1)}"
