@@ -5,6 +5,8 @@ See the block comment in ``fastconv/_kernels/conv_direct.py`` for the index alge
 
 import numpy as np
 
+from ._kernels.pad import pad_space_to_depth
+from ._validate import as_kernel_array
 from .padding import pad_nchw
 
 TAP_UNROLL = 3  # the direct kernels consume taps three at a time
@@ -55,20 +57,18 @@ def pack_weights(weight, groups, block, n_taps, dtype):
 
 
 def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
-    """Padded input rearranged into flat space-to-depth planes: (N, C * sh * sw, rows * row_len)."""
-    (top, bottom), (left, right) = pads
+    """Padded input rearranged into flat space-to-depth planes: (N, C * sh * sw, rows * row_len).
+
+    Zero padding and the phase split happen in one parallel pass; other padding modes first build the
+    padded array (numpy), then split it.
+    """
+    (top, _), (left, _) = pads
     sh, sw = s_hw
-    n_batch, c_in, ih, iw = x.shape
-    if sh == sw == 1 and padding_mode == "zeros":
-        # One pass: pad straight into the plane buffer (extra bottom rows and right columns are zero).
-        extra_rows = rows - (ih + top + bottom)
-        extra_cols = row_len - (iw + left + right)
-        xp = pad_nchw(x, ((top, bottom + extra_rows), (left, right + extra_cols)), "zeros", dtype)
-        return xp.reshape(n_batch, c_in, rows * row_len)
-    xp = pad_nchw(x, pads, padding_mode, dtype)
-    planes = np.zeros((n_batch, c_in, sh, sw, rows, row_len), dtype=dtype)
-    for a in range(sh):
-        for b in range(sw):
-            phase = xp[:, :, a::sh, b::sw]
-            planes[:, :, a, b, :phase.shape[2], :phase.shape[3]] = phase
+    n_batch, c_in = x.shape[0], x.shape[1]
+    if padding_mode == "zeros":
+        src, top, left = as_kernel_array(x, dtype), top, left
+    else:
+        src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
+    planes = np.empty((n_batch, c_in, sh, sw, rows, row_len), dtype=dtype)
+    pad_space_to_depth(src, planes, top, left)
     return planes.reshape(n_batch, c_in * sh * sw, rows * row_len)
