@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastconv bench [--quick] [--json PATH] [--section NAME ...]``.
+"""Command line: ``python -m fastconv bench [--quick] [--json PATH] [--section NAME ...]``; ``train [...]``.
 
 ``bench`` prints the benchmark report: one table per op family, GFLOP/s or GB/s of fastconv next to
 the machine's measured limits and, when installed, torch and onnxruntime side by side.
@@ -39,6 +39,12 @@ def main(argv=None):
     bench.add_argument("--quick", action="store_true", help="small batch sizes (seconds, for CI)")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     bench.add_argument("--section", action="append", choices=SECTIONS, help="only these sections")
+    sub.add_parser("train", add_help=False, help="train a small CNN on the digits (python -m fastconv train --help)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # every option belongs to the example's own parser
+        from .nn.train_digits import main as train_main
+
+        return train_main(argv[1:], prog="python -m fastconv train")
     args = parser.parse_args(argv)
     return _bench(args)
 

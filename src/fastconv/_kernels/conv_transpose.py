@@ -1,0 +1,216 @@
+"""Transposed convolution kernels: gather form by output phase ("direct") and col2im ("col2im").
+
+Index algebra (the layout is built once in ``fastconv.conv_transpose``, not here). Per axis, with the
+padding ``p0`` before, output row ``y`` receives ``x[i] * w[k]`` exactly when ``y + p0 = i * s + k * d``.
+Split the output rows by *phase* ``r = y % s`` and write ``y = r + s * j``. For a fixed phase the taps
+that contribute are the ``k`` with ``(r + p0 - k * d) % s == 0``, and each reads input row
+``i = j + q`` with the constant shift ``q = (r + p0 - k * d) // s``. So every phase of the output is a
+stride-1 correlation of the input with a subset of the taps, at constant shifts (some negative).
+
+The wrapper zero-pads the input so that every shift becomes a non-negative offset and lays it out
+channel-major: ``planes[c, n * plane_len + Y * row_len + X]`` (each image a flat plane of
+``rows x row_len``, images back to back, a row of slack at the end). A tap ``(c, ky, kx)`` of phase
+``(ry, rx)`` reads channel ``c`` at offset ``(qy + pad_top) * row_len + (qx + pad_left)``, and the phase
+output ``(n, jy, jx)`` is the virtual position ``p = n * plane_len + jy * row_len + jx``::
+
+    phase_out[o, p] = sum_taps wpk[g, o_blk, tap, o_lane] * planes[g * cg + tap_chan[tap], p + tap_off[tap]]
+
+a unit-stride, branch-free loop over ``p`` that LLVM vectorises. A work item takes a run of
+positions inside a *chunk* of ``imgs`` consecutive images (so small images still give long runs).
+Positions with ``jx >= nx`` or ``jy >= ny`` (the phase's extent) are computed and discarded; the store
+writes ``out[n, o, ry + jy*sh, rx + jx*sw]``. Phases reached by no tap (dilation > stride,
+output_padding past the stride) have zero taps: bias only.
+
+col2im: the GEMM ``cols = weight^T @ x`` is done by numpy (BLAS) outside numba; the kernel then adds
+``cols[(o * kh + ky) * kw + kx, i, iy, ix]`` into ``out[n0 + i, o, iy*sh - top + ky*dh, ix*sw - left + kx*dw]``.
+
+Parallel ownership: a ``prange`` iteration of the gather kernels = (chunk of images, group, block of
+output channels, phase, tile of positions) and writes only those output elements (phases partition
+the output); a col2im iteration = one whole (image, channel) plane, accumulated serially in a fixed
+order. No two iterations write the same element, and each element's sum order is fixed, so results
+are bit-identical for every thread count.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import kernel, parallel_kernel
+
+OB = 8  # output channels per register block (two halves of 4)
+
+
+@kernel
+def _store_phase_tile(acc, out, bias, n_first, o_first, n_rows, p0, plen, plane_len, row_len, ry, rx, ny,
+                      nx, sh, sw):
+    """Write accumulator rows to ``out[n, o_first + j, ry + jy*sh, rx + jx*sw]`` for valid positions."""
+    for j in range(n_rows):
+        o = o_first + j
+        b = bias[o]
+        for p in range(plen):
+            q = p0 + p
+            img = q // plane_len
+            r = q - img * plane_len
+            jy = r // row_len
+            jx = r - jy * row_len
+            if jy < ny and jx < nx:
+                out[n_first + img, o, ry + jy * sh, rx + jx * sw] = acc[j, p] + b
+
+
+@parallel_kernel(fastmath={"contract"})
+def conv_transpose_phases_ob8(planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows,
+                              row_len, sh, sw, imgs, tile):
+    """Gather-form transposed convolution, up to 8 output channels per work item.
+
+    Contract (caller guarantees):
+    - ``planes``: (C_in, N * rows * row_len + row_len) zero-padded, channel-major input (see module
+      docstring); every read ``p + tap_off[t]`` of a valid position lies inside the image's plane.
+    - ``phase_geom``: int64 (P, 4) rows ``(ry, rx, ny, nx)``; the phases partition the output
+      (``ny = ceil((OH - ry) / sh) <= rows``, ``nx = ceil((OW - rx) / sw) <= row_len``).
+    - ``tap_start``: int64 (P + 1,), phase ``f`` owns taps ``tap_start[f] .. tap_start[f + 1]``, a
+      multiple of 3 (padding taps have zero weight); ``tap_chan`` (relative to the group) and
+      ``tap_off``: int64 (T,).
+    - ``wpk``: (G, n_blocks, T, 8), zero for channels beyond O / G; ``bias``: (O,) (zeros when none);
+      ``out``: (N, O, OH, OW) C-contiguous, same dtype as ``planes``.
+    - ``imgs`` images per chunk, ``tile`` positions per work item (accumulators ``8 x tile``): neither
+      may depend on the thread count (they change no sum, only how positions are split).
+    """
+    n_batch = out.shape[0]
+    n_groups, n_blocks, _, _ = wpk.shape
+    cg = planes.shape[0] // n_groups
+    c_out = out.shape[1]
+    og = c_out // n_groups
+    n_phases = phase_geom.shape[0]
+    plane_len = rows * row_len
+    n_chunks = (n_batch + imgs - 1) // imgs
+    chunk_pos = (imgs - 1) * plane_len + rows * row_len
+    n_tiles = (chunk_pos + tile - 1) // tile
+    items = n_chunks * n_groups * n_blocks * n_phases * n_tiles
+    for item in prange(items):
+        blk = item % n_blocks  # fastest: consecutive items reuse the same input run from cache
+        rest = item // n_blocks
+        t_idx = rest % n_tiles
+        rest = rest // n_tiles
+        f = rest % n_phases
+        rest = rest // n_phases
+        g = rest % n_groups
+        chunk = rest // n_groups
+        n_first = chunk * imgs
+        npos = (min(imgs, n_batch - n_first) - 1) * plane_len + phase_geom[f, 2] * row_len
+        p0 = t_idx * tile
+        if p0 >= npos:
+            continue
+        plen = min(tile, npos - p0)
+        base = n_first * plane_len + p0
+        n_rows = min(OB, og - blk * OB)
+        acc = np.zeros((OB, tile), dtype=out.dtype)
+        w_blk = wpk[g, blk]
+        first = g * cg
+        for half in range(2):
+            j0 = 4 * half
+            if j0 >= n_rows:
+                break
+            a0 = acc[j0]
+            a1 = acc[j0 + 1]
+            a2 = acc[j0 + 2]
+            a3 = acc[j0 + 3]
+            for t in range(tap_start[f], tap_start[f + 1], 3):
+                xs0 = planes[first + tap_chan[t], base + tap_off[t]:]
+                xs1 = planes[first + tap_chan[t + 1], base + tap_off[t + 1]:]
+                xs2 = planes[first + tap_chan[t + 2], base + tap_off[t + 2]:]
+                w0 = w_blk[t]
+                w1 = w_blk[t + 1]
+                w2 = w_blk[t + 2]
+                w00, w01, w02, w03 = w0[j0], w0[j0 + 1], w0[j0 + 2], w0[j0 + 3]
+                w10, w11, w12, w13 = w1[j0], w1[j0 + 1], w1[j0 + 2], w1[j0 + 3]
+                w20, w21, w22, w23 = w2[j0], w2[j0 + 1], w2[j0 + 2], w2[j0 + 3]
+                for p in range(plen):
+                    v0 = xs0[p]
+                    v1 = xs1[p]
+                    v2 = xs2[p]
+                    a0[p] += w00 * v0 + w10 * v1 + w20 * v2
+                    a1[p] += w01 * v0 + w11 * v1 + w21 * v2
+                    a2[p] += w02 * v0 + w12 * v1 + w22 * v2
+                    a3[p] += w03 * v0 + w13 * v1 + w23 * v2
+        _store_phase_tile(acc, out, bias, n_first, g * og + blk * OB, n_rows, p0, plen, plane_len, row_len,
+                          phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
+
+
+@parallel_kernel(fastmath={"contract"})
+def conv_transpose_phases_ob1(planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows,
+                              row_len, sh, sw, imgs, tile):
+    """Gather-form transposed convolution, one output channel per work item (depthwise: one channel
+    per group). Same contract as :func:`conv_transpose_phases_ob8` with ``wpk`` shaped (G, O / G, T, 1).
+    """
+    n_batch = out.shape[0]
+    n_groups, og, _, _ = wpk.shape
+    cg = planes.shape[0] // n_groups
+    n_phases = phase_geom.shape[0]
+    plane_len = rows * row_len
+    n_chunks = (n_batch + imgs - 1) // imgs
+    chunk_pos = (imgs - 1) * plane_len + rows * row_len
+    n_tiles = (chunk_pos + tile - 1) // tile
+    items = n_chunks * n_groups * og * n_phases * n_tiles
+    for item in prange(items):
+        j = item % og
+        rest = item // og
+        t_idx = rest % n_tiles
+        rest = rest // n_tiles
+        f = rest % n_phases
+        rest = rest // n_phases
+        g = rest % n_groups
+        chunk = rest // n_groups
+        n_first = chunk * imgs
+        npos = (min(imgs, n_batch - n_first) - 1) * plane_len + phase_geom[f, 2] * row_len
+        p0 = t_idx * tile
+        if p0 >= npos:
+            continue
+        plen = min(tile, npos - p0)
+        base = n_first * plane_len + p0
+        acc = np.zeros((1, tile), dtype=out.dtype)
+        a0 = acc[0]
+        w_o = wpk[g, j]
+        first = g * cg
+        for t in range(tap_start[f], tap_start[f + 1], 3):
+            xs0 = planes[first + tap_chan[t], base + tap_off[t]:]
+            xs1 = planes[first + tap_chan[t + 1], base + tap_off[t + 1]:]
+            xs2 = planes[first + tap_chan[t + 2], base + tap_off[t + 2]:]
+            w0 = w_o[t, 0]
+            w1 = w_o[t + 1, 0]
+            w2 = w_o[t + 2, 0]
+            for p in range(plen):
+                a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
+        _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
+                          phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
+
+
+@parallel_kernel
+def col2im_planes(cols, bias, out, n0, kh, kw, sh, sw, dh, dw, top, left):
+    """Sum GEMM columns into whole output planes of images ``n0 .. n0 + m``.
+
+    ``out[n0 + i, o, oy, ox] = bias[o] + sum cols[(o*kh + ky)*kw + kx, i, iy, ix]`` over
+    ``oy = iy*sh - top + ky*dh``, ``ox = ix*sw - left + kx*dw`` inside the output.
+
+    Contract: ``cols`` (O * kh * kw, m, IH, IW) C-contiguous; ``out`` (N, O, OH, OW) C-contiguous, same
+    dtype; ``bias`` (O,) (zeros when none); ``n0 + m <= N``.
+    """
+    _, m, ih, iw = cols.shape
+    c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    for item in prange(m * c_out):
+        i = item // c_out
+        o = item % c_out
+        plane = out[n0 + i, o]
+        plane[:, :] = bias[o]
+        for ky in range(kh):
+            # iy range with 0 <= iy*sh - top + ky*dh < oh
+            iy_lo = max(0, (top - ky * dh + sh - 1) // sh)
+            iy_hi = min(ih, (oh - 1 + top - ky * dh) // sh + 1)  # floor division: <= 0 when none
+            for kx in range(kw):
+                ix_lo = max(0, (left - kx * dw + sw - 1) // sw)
+                ix_hi = min(iw, (ow - 1 + left - kx * dw) // sw + 1)
+                src = cols[(o * kh + ky) * kw + kx, i]
+                for iy in range(iy_lo, iy_hi):
+                    row = plane[iy * sh - top + ky * dh]
+                    srow = src[iy]
+                    x0 = kx * dw - left
+                    for ix in range(ix_lo, ix_hi):
+                        row[ix * sw + x0] += srow[ix]

@@ -1,0 +1,437 @@
+"""Public transposed 2-D convolution: the adjoint (input gradient) of conv2d, on NCHW numpy arrays.
+
+Sections: problem canonicalisation, dispatch (``choose_conv_transpose2d_algo``, ``plan_conv_transpose2d``),
+layouts for the kernels (output phases, packed weights), the public wrapper, and the two runners.
+Kernel index algebra: ``fastconv/_kernels/conv_transpose.py``. Formulas: ``fastconv/shapes.py``
+("Transposed convolution") and docs/conv_transpose.md.
+"""
+
+import functools
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._kernels.conv_transpose import (OB, col2im_planes, conv_transpose_phases_ob1,
+                                      conv_transpose_phases_ob8)
+from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_int, check_out, common_dtype
+from .shapes import transpose_geometry_2d
+
+# ---------------------------------------------------------------------------------------------------
+# Problem
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvTranspose2dProblem:
+    """A canonical conv_transpose2d problem: everything dispatch and the runners need, ints only."""
+
+    n_batch: int
+    c_in: int
+    c_out: int
+    in_hw: tuple
+    kernel_hw: tuple
+    stride: tuple
+    dilation: tuple
+    pads: tuple  # ((top, bottom), (left, right)) of the conv2d this is the adjoint of
+    groups: int
+    out_hw: tuple
+    itemsize: int
+
+    @property
+    def flops(self):
+        """``2 * N * C_in * H * W * (O / groups) * kH * kW`` (every input pixel meets every tap)."""
+        kh, kw = self.kernel_hw
+        return (2 * self.n_batch * self.c_in * self.in_hw[0] * self.in_hw[1]
+                * (self.c_out // self.groups) * kh * kw)
+
+    def cols_bytes_per_image(self):
+        kh, kw = self.kernel_hw
+        return self.c_out * kh * kw * self.in_hw[0] * self.in_hw[1] * self.itemsize
+
+    def col2im_batch_chunk(self):
+        """Images per GEMM + col2im chunk so the columns stay under COL2IM_WORKSPACE_BYTES (>= 1)."""
+        return max(1, min(self.n_batch, COL2IM_WORKSPACE_BYTES // max(self.cols_bytes_per_image(), 1)))
+
+
+def _output_hw(fn, output_size, n_batch, c_out):
+    """(H, W) from an (H, W) or (N, C, H, W) ``output_size``; None stays None."""
+    if output_size is None:
+        return None
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 4:
+        if tuple(output_size[:2]) != (n_batch, c_out):
+            raise ValueError(
+                f"{fn}: output_size must start with (N, O) = {(n_batch, c_out)} when 4 values are given, "
+                f"got {tuple(output_size)!r}"
+            )
+        output_size = tuple(output_size[2:])
+    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2):
+        raise TypeError(f"{fn}: output_size must be (H, W) or (N, C, H, W), got {output_size!r}")
+    return as_pair(fn, "output_size", output_size, 1)
+
+
+def conv_transpose2d_problem(fn, x_shape, weight_shape, stride, padding, output_padding, output_size,
+                             dilation, groups, dtype):
+    """Validate shapes and options and return the canonical :class:`ConvTranspose2dProblem`."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{fn}: x must be 4-D (N, C_in, H, W), got shape {x_shape}")
+    if len(weight_shape) != 4:
+        raise ValueError(f"{fn}: weight must be 4-D (C_in, O/groups, kH, kW), got shape {weight_shape}")
+    n_batch, c_in, ih, iw = (int(v) for v in x_shape)
+    c_w, og, kh, kw = (int(v) for v in weight_shape)
+    groups = check_int(fn, "groups", groups, 1)
+    stride = as_pair(fn, "stride", stride, 1)
+    dilation = as_pair(fn, "dilation", dilation, 1)
+    if c_in < 1 or og < 1 or kh < 1 or kw < 1 or ih < 1 or iw < 1:
+        raise ValueError(
+            f"{fn}: channels, spatial sizes and kernel sizes must be >= 1, got x {x_shape}, weight {weight_shape}"
+        )
+    if c_w != c_in:
+        raise ValueError(
+            f"{fn}: weight.shape[0] must equal the input channels {c_in}, got {c_w} "
+            f"(weight shape {weight_shape}, layout (C_in, O/groups, kH, kW))"
+        )
+    if c_in % groups:
+        raise ValueError(f"{fn}: groups must divide the input channels {c_in}, got {groups}")
+    c_out = og * groups
+    out_hw = _output_hw(fn, output_size, n_batch, c_out)
+    pads, out_hw = transpose_geometry_2d(fn, (ih, iw), (kh, kw), stride, dilation, padding, output_padding,
+                                         out_hw)
+    return ConvTranspose2dProblem(n_batch, c_in, c_out, (ih, iw), (kh, kw), stride, dilation, pads, groups,
+                                  out_hw, np.dtype(dtype).itemsize)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dispatch (conv_transpose_dispatch): a pure function of the problem. Measurements: docs/conv_transpose.md.
+# ---------------------------------------------------------------------------------------------------
+
+CONV_TRANSPOSE2D_ALGOS = ("auto", "direct", "col2im")
+
+# GEMM columns (O * kH * kW rows x images * H * W) are built per batch chunk under this many bytes.
+COL2IM_WORKSPACE_BYTES = 32 * 2**20
+
+# Output channels per group from which the 8-channel kernel beats the one-channel kernel (it skips
+# empty halves, and reads each input run once for all channels). Measured on T3's input (8, 64, 56, 56),
+# k=3, kernel only, GFLOP/s one-channel vs 8-channel: O=1 28.5 vs 24.3, O=2 43.4 vs 47.2, O=3 51.1 vs 61.7.
+TRANSPOSE_OB8_MIN_CHANNELS = 2
+
+# "auto" uses GEMM + col2im when the per-group GEMM has at least this many rows (O/g * kH * kW) and
+# this depth (C_in/g); T1 (1024 x 128) and T2 (512 x 256) qualify, T3 (27 x 64) does not.
+COL2IM_MIN_ROWS = 256
+COL2IM_MIN_DEPTH = 64
+
+# Direct kernel work items: at most this many accumulator bytes per half block (4 channels x tile
+# positions, so an L1-resident 16 KiB), measured best on T1 (tile 1024 float32: 87 GFLOP/s vs 62 at 256,
+# because each 3-tap step has a fixed set-up cost amortised over the tile); and at least
+# DIRECT_MIN_ITEMS work items so a single image still feeds every core. A pure function of the shape:
+# never of the thread count (bit-identical results).
+DIRECT_ACC_BYTES = 16 * 2**10
+DIRECT_MIN_ITEMS = 32
+
+# Both kernels' prange loops hand out work items dynamically, this many at a time
+# (``numba.parallel_chunksize``), instead of one static half per thread: on a shared 2-core machine a
+# static split waits for whichever core is busy with another process. T1, direct, 2 threads, one run:
+# static 54.7 GFLOP/s, chunks of 4 63.5 (torch 66.3); the same sums run either way (bit-identical).
+PARALLEL_CHUNK_ITEMS = 4
+
+
+@dataclass(frozen=True)
+class TransposePlan:
+    """What ``conv_transpose2d`` would run: the algorithm, why, and its cost."""
+
+    algo: str
+    reason: str
+    flops: int
+    workspace_bytes: int
+    out_shape: tuple
+
+
+def choose_conv_transpose2d_algo(problem, algo="auto"):
+    """Return ``(algo, reason)``; an ``algo`` other than "auto" is honoured.
+
+    "auto" picks "col2im" when the per-group GEMM is large enough for BLAS to run near its peak
+    (``O/groups * kH * kW >= COL2IM_MIN_ROWS`` rows and ``C_in/groups >= COL2IM_MIN_DEPTH``): on T1 and
+    T2 of docs/conv_transpose.md it measured 1.2-2.9x the direct kernel. Otherwise "direct": on T3
+    (27 GEMM rows) OpenBLAS ran the skinny GEMM at under 10 GFLOP/s while the direct kernel needs no
+    workspace; depthwise and few-channel problems are direct kernel territory too.
+    """
+    check_choice("conv_transpose2d", "algo", algo, CONV_TRANSPOSE2D_ALGOS)
+    if algo != "auto":
+        return algo, "requested by the caller"
+    kh, kw = problem.kernel_hw
+    rows = problem.c_out // problem.groups * kh * kw
+    depth = problem.c_in // problem.groups
+    if rows >= COL2IM_MIN_ROWS and depth >= COL2IM_MIN_DEPTH:
+        return "col2im", (f"GEMM of {rows} x {depth} per group is BLAS-sized "
+                          f"(>= {COL2IM_MIN_ROWS} x {COL2IM_MIN_DEPTH}): GEMM + col2im")
+    if problem.c_out // problem.groups < TRANSPOSE_OB8_MIN_CHANNELS:
+        return "direct", "one output channel per group (depthwise-like): direct one-channel kernel"
+    return "direct", (f"GEMM of {rows} x {depth} per group is too small for BLAS "
+                      f"(< {COL2IM_MIN_ROWS} x {COL2IM_MIN_DEPTH}): direct phase-gather kernel")
+
+
+def _workspace_bytes(problem, algo):
+    if algo == "col2im":
+        chunk = problem.col2im_batch_chunk()
+        return chunk * (problem.cols_bytes_per_image()
+                        + problem.c_in * problem.in_hw[0] * problem.in_hw[1] * problem.itemsize)
+    layout = phase_layout(problem)
+    return problem.c_in * layout.buffer_len(problem.n_batch) * problem.itemsize
+
+
+def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0, output_size=None,
+                          dilation=1, groups=1, dtype=np.float32, algo="auto"):
+    """Tell which algorithm ``conv_transpose2d`` would run for these shapes, why, FLOPs and workspace bytes.
+
+    >>> plan = plan_conv_transpose2d((16, 128, 28, 28), (128, 64, 4, 4), stride=2, padding=1)
+    >>> plan.algo, plan.out_shape
+    ('col2im', (16, 64, 56, 56))
+    """
+    fn = "plan_conv_transpose2d"
+    problem = conv_transpose2d_problem(fn, tuple(x_shape), tuple(weight_shape), stride, padding, output_padding,
+                                       output_size, dilation, groups, np.dtype(dtype))
+    chosen, reason = choose_conv_transpose2d_algo(problem, algo)
+    return TransposePlan(algo=chosen, reason=reason, flops=problem.flops,
+                         workspace_bytes=_workspace_bytes(problem, chosen),
+                         out_shape=(problem.n_batch, problem.c_out) + tuple(problem.out_hw))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layout for the direct kernel: output phases, shifted taps, padded planes, packed weights
+# ---------------------------------------------------------------------------------------------------
+
+TAP_UNROLL = 3  # the gather kernels consume taps three at a time
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _axis_phases(in_size, k, s, d, p0, out_size):
+    """Per phase ``r`` with at least one output row: (r, n_rows, [(tap k, shift q), ...])."""
+    phases = []
+    for r in range(s):
+        n_rows = _ceil_div(out_size - r, s)
+        if n_rows > 0:
+            taps = [(ky, (r + p0 - ky * d) // s) for ky in range(k) if (r + p0 - ky * d) % s == 0]
+            phases.append((r, n_rows, taps))
+    return phases
+
+
+@dataclass(frozen=True)
+class PhaseLayout:
+    """Geometry of the padded input planes and the per-phase tap lists (see the kernel module)."""
+
+    pad_top: int
+    pad_left: int
+    rows: int
+    row_len: int
+    phase_geom: np.ndarray  # int64 (P, 4): ry, rx, ny, nx
+    tap_start: np.ndarray  # int64 (P + 1,)
+    tap_chan: np.ndarray  # int64 (T,)
+    tap_ky: np.ndarray
+    tap_kx: np.ndarray
+    tap_off: np.ndarray
+    tap_real: np.ndarray  # bool (T,): False for the zero-weight padding taps
+
+    @property
+    def plane_len(self):
+        return self.rows * self.row_len
+
+    def buffer_len(self, n_batch):
+        """Per channel: every image's plane back to back plus one row of slack for discarded positions."""
+        return n_batch * self.plane_len + self.row_len
+
+
+@functools.lru_cache(maxsize=64)
+def phase_layout(problem):
+    """Phases, taps and plane geometry of a canonical problem (integer bookkeeping, no input data).
+
+    Cached per problem (a frozen dataclass); the kernels only read the arrays.
+    """
+    (ih, iw), (kh, kw) = problem.in_hw, problem.kernel_hw
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    ((top, _), (left, _)), (oh, ow) = problem.pads, problem.out_hw
+    ys = _axis_phases(ih, kh, sh, dh, top, oh)
+    xs = _axis_phases(iw, kw, sw, dw, left, ow)
+    pad_top = max([0] + [-q for _, _, taps in ys for _, q in taps])
+    pad_left = max([0] + [-q for _, _, taps in xs for _, q in taps])
+    # Widest row any phase reads (valid columns), and the rows any phase reads.
+    row_len = max([iw + pad_left] + [n + q + pad_left for _, n, taps in xs for _, q in taps])
+    rows = max([ih + pad_top] + [n + q + pad_top for _, n, taps in ys for _, q in taps])
+    cg = problem.c_in // problem.groups
+    geom, start, parts = [], [0], []
+    for ry, ny, ytaps in ys:
+        for rx, nx, xtaps in xs:
+            geom.append((ry, rx, ny, nx))
+            # taps of this phase in (c, ky, kx) order, then zero-weight padding taps up to a multiple of 3
+            c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(len(ytaps)),
+                                                        np.arange(len(xtaps)), indexing="ij"))
+            ky = np.array([k for k, _ in ytaps], dtype=np.int64)[iy]
+            kx = np.array([k for k, _ in xtaps], dtype=np.int64)[ix]
+            qy = np.array([q for _, q in ytaps], dtype=np.int64)[iy]
+            qx = np.array([q for _, q in xtaps], dtype=np.int64)[ix]
+            count = _ceil_div(c.size, TAP_UNROLL) * TAP_UNROLL
+            part = np.zeros((5, count), dtype=np.int64)
+            part[:, :c.size] = (c, ky, kx, (qy + pad_top) * row_len + qx + pad_left, np.ones_like(c))
+            parts.append(part)
+            start.append(start[-1] + count)
+    taps = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0), dtype=np.int64)
+    chan, tky, tkx, off, real = (np.ascontiguousarray(row) for row in taps)
+    return PhaseLayout(pad_top, pad_left, rows, row_len, np.array(geom, dtype=np.int64).reshape(-1, 4),
+                       np.array(start, dtype=np.int64), chan, tky, tkx, off, real.astype(bool))
+
+
+def pack_transpose_weights(weight, layout, groups, block, dtype):
+    """(C_in, O/g, kh, kw) -> (G, n_blocks, T, block): tap-ordered, channels blocked, padding taps zero."""
+    c_in, og, kh, kw = weight.shape
+    cg = c_in // groups
+    # (G, cg, kh, kw, og) so that [:, chan, ky, kx, :] gathers (G, T, og)
+    wg = weight.reshape(groups, cg, og, kh, kw).transpose(0, 1, 3, 4, 2)
+    taps = wg[:, layout.tap_chan, layout.tap_ky, layout.tap_kx, :].astype(dtype)
+    taps[:, ~layout.tap_real, :] = 0
+    n_blocks = _ceil_div(og, block)
+    packed = np.zeros((groups, taps.shape[1], n_blocks * block), dtype=dtype)
+    packed[:, :, :og] = taps
+    return np.ascontiguousarray(packed.reshape(groups, taps.shape[1], n_blocks, block).transpose(0, 2, 1, 3))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public wrapper
+# ---------------------------------------------------------------------------------------------------
+
+
+def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, output_size=None,
+                     dilation=1, groups=1, algo="auto", out=None):
+    """Transposed 2-D convolution: the adjoint (input gradient) of :func:`fastconv.conv2d`.
+
+    ``conv2d`` is a cross-correlation (no kernel flip); this is its transpose, so it scatters each input
+    pixel times the (unflipped) kernel into the output. Equals ``torch.nn.functional.conv_transpose2d``
+    for int/pair padding, and TensorFlow's ``conv2d_transpose`` for "same"/"valid".
+
+    Parameters
+    ----------
+    x : ndarray, (N, C_in, H, W), float32 or float64
+    weight : ndarray, (C_in, O / groups, kH, kW)
+    bias : ndarray, (O,), optional
+    stride, dilation : int or (int, int), >= 1
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
+        The padding of the conv2d this is the adjoint of. Modes use conv2d's rule on an input of the
+        output's size (TensorFlow): "same" gives ``OH = H * sh`` by default, "valid"
+        ``OH = (H - 1) * sh + dh * (kH - 1) + 1``, "full" is the adjoint of conv2d's "full".
+    output_padding : int or (int, int), ``0 <= output_padding < max(stride, dilation)``
+        Selects among the reachable output sizes (must be 0 with "same" or with ``output_size``).
+    output_size : (H, W) or (N, O, H, W), optional
+        Target size, one of :func:`fastconv.shapes.conv_transpose_output_sizes`.
+    groups : int, divides C_in (``groups == C_in`` is depthwise)
+    algo : "auto", "direct" or "col2im" (see :func:`plan_conv_transpose2d`)
+    out : ndarray, optional. C-contiguous result buffer of the exact shape and dtype.
+
+    Returns
+    -------
+    ndarray, (N, O, OH, OW), dtype ``np.result_type(x, weight, bias)``.
+
+    Notes
+    -----
+    Shapes: ``OH = (H - 1) * sh - pad_top - pad_bottom + dh * (kH - 1) + 1 + output_padding[0]``, same for W.
+    ``out[n, g*og + o, y, x] = bias + sum x[n, g*cg + c, i, j] * weight[g*cg + c, o, ky, kx]`` over
+    ``y + pad_top = i*sh + ky*dh`` and ``x + pad_left = j*sw + kx*dw`` (``cg = C_in/groups``, ``og = O/groups``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 1, 3, 3), np.float32)
+    >>> fastconv.conv_transpose2d(x, np.ones((1, 1, 3, 3), np.float32), stride=2, padding="same",
+    ...                           output_size=(5, 5))[0, 0]
+    array([[1., 2., 1., 2., 1.],
+           [2., 4., 2., 4., 2.],
+           [1., 2., 1., 2., 1.],
+           [2., 4., 2., 4., 2.],
+           [1., 2., 1., 2., 1.]], dtype=float32)
+    """
+    fn = "conv_transpose2d"
+    check_array(fn, "x", x, 4)
+    check_array(fn, "weight", weight, 4)
+    if bias is not None:
+        check_array(fn, "bias", bias, 1)
+    dtype = common_dtype(x, weight, bias)
+    problem = conv_transpose2d_problem(fn, x.shape, weight.shape, stride, padding, output_padding, output_size,
+                                       dilation, groups, dtype)
+    if bias is not None and bias.shape[0] != problem.c_out:
+        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias.shape}")
+    chosen, _ = choose_conv_transpose2d_algo(problem, algo)
+    out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
+    if problem.n_batch == 0:
+        return out
+    bias_k = np.zeros(problem.c_out, dtype=dtype) if bias is None else as_kernel_array(bias, dtype)
+    if chosen == "direct":
+        _run_direct(problem, x, weight, bias_k, dtype, out)
+    else:
+        _run_col2im(problem, x, weight, bias_k, dtype, out)
+    return out
+
+
+def _run_direct(problem, x, weight, bias, dtype, out):
+    """Zero-padded channel-major planes + per-phase tap lists + the gather kernel (bias fused)."""
+    layout = phase_layout(problem)
+    n_batch, c_in, ih, iw = x.shape
+    top, left = layout.pad_top, layout.pad_left
+    buf = np.empty((c_in, layout.buffer_len(n_batch)), dtype=dtype)
+    buf[:, n_batch * layout.plane_len:] = 0  # slack row
+    planes = buf[:, :n_batch * layout.plane_len].reshape(c_in, n_batch, layout.rows, layout.row_len)
+    # Zero only the border, then copy the interior channel-major (one pass over the input).
+    planes[:, :, :top] = 0
+    planes[:, :, top + ih:] = 0
+    planes[:, :, top:top + ih, :left] = 0
+    planes[:, :, top:top + ih, left + iw:] = 0
+    planes[:, :, top:top + ih, left:left + iw] = x.transpose(1, 0, 2, 3)
+    if problem.c_out // problem.groups >= TRANSPOSE_OB8_MIN_CHANNELS:
+        block, kernel = OB, conv_transpose_phases_ob8
+    else:
+        block, kernel = 1, conv_transpose_phases_ob1
+    wpk = pack_transpose_weights(weight, layout, problem.groups, block, dtype)
+    imgs, tile = direct_split(n_batch, layout.plane_len, layout.row_len,
+                              problem.groups * wpk.shape[1] * layout.phase_geom.shape[0], problem.itemsize)
+    with numba.parallel_chunksize(PARALLEL_CHUNK_ITEMS):
+        kernel(buf, layout.phase_geom, layout.tap_start, layout.tap_chan, layout.tap_off, wpk, bias, out,
+               layout.rows, layout.row_len, problem.stride[0], problem.stride[1], imgs, tile)
+
+
+def direct_split(n_batch, plane_len, row_len, other_items, itemsize):
+    """(images per chunk, positions per work item) for the direct kernel; a pure function of the shape.
+
+    A tile holds at most DIRECT_ACC_BYTES of accumulators per half block; small images are folded
+    into chunks so a tile is long. Then tiles are split further (down to 64 positions) until there are
+    DIRECT_MIN_ITEMS work items, so one image still feeds every core. Tiles are multiples of 8.
+    """
+    limit = max(8, DIRECT_ACC_BYTES // (4 * itemsize))
+    imgs = max(1, min(n_batch, limit // plane_len))
+    chunk_pos = (imgs - 1) * plane_len + plane_len
+    n_chunks = _ceil_div(n_batch, imgs)
+    n_tiles = _ceil_div(chunk_pos, limit)
+    while n_chunks * other_items * n_tiles < DIRECT_MIN_ITEMS and _ceil_div(chunk_pos, n_tiles + 1) >= 64:
+        n_tiles += 1
+    return imgs, _ceil_div(_ceil_div(chunk_pos, n_tiles), 8) * 8
+
+
+def _run_col2im(problem, x, weight, bias, dtype, out):
+    """Per batch chunk: one BLAS GEMM per group ``cols = weight^T @ x``, then the col2im kernel."""
+    n_batch, groups = problem.n_batch, problem.groups
+    (ih, iw), (kh, kw) = problem.in_hw, problem.kernel_hw
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    ((top, _), (left, _)) = problem.pads
+    cg, og, hw = problem.c_in // groups, problem.c_out // groups, ih * iw
+    # (G, og * kh * kw, cg): row (o, ky, kx) of group g holds weight[g*cg + c, o, ky, kx] over c.
+    wmat = np.ascontiguousarray(weight.reshape(groups, cg, og * kh * kw).transpose(0, 2, 1), dtype=dtype)
+    chunk = problem.col2im_batch_chunk()
+    xt_buf = np.empty(groups * cg * chunk * hw, dtype=dtype)
+    cols_buf = np.empty(groups * og * kh * kw * chunk * hw, dtype=dtype)
+    for n0 in range(0, n_batch, chunk):
+        m = min(chunk, n_batch - n0)
+        xt = xt_buf[:groups * cg * m * hw].reshape(groups, cg, m, hw)
+        xt[...] = x[n0:n0 + m].reshape(m, groups, cg, hw).transpose(1, 2, 0, 3)
+        cols = cols_buf[:groups * og * kh * kw * m * hw].reshape(groups, og * kh * kw, m * hw)
+        np.matmul(wmat, xt.reshape(groups, cg, m * hw), out=cols)
+        with numba.parallel_chunksize(PARALLEL_CHUNK_ITEMS):
+            col2im_planes(cols.reshape(problem.c_out * kh * kw, m, ih, iw), bias, out, n0, kh, kw, sh, sw, dh,
+                          dw, top, left)

@@ -1,0 +1,382 @@
+"""Public 2-D pooling on NCHW numpy arrays: max, average, adaptive and spatial pyramid pooling.
+
+PyTorch semantics and argument names (``torch.nn.functional.max_pool2d`` etc.), plus per-side padding,
+TensorFlow's "valid"/"same" padding strings, padding beyond PyTorch's half-kernel rule (as long as
+every window holds an input cell) and the SPP layout. Choices where PyTorch is silent or where we
+differ are listed in docs/pooling.md.
+"""
+
+import numba
+import numpy as np
+
+from ._kernels.pool import (
+    bin_avg_kernel,
+    bin_max_indices_kernel,
+    bin_max_kernel,
+    max_pool2d_indices_kernel,
+    pool2x2_kernel,
+    window_pool2d_kernel,
+)
+from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_out, is_int
+from .shapes import adaptive_bins, paper_bin_count, paper_bins, paper_window_stride, pool_geometry_2d
+
+SPP_MODES = ("max", "avg")
+SPP_RULES = ("adaptive", "paper")
+TASKS_PER_THREAD = 4  # windowed pools split plane rows until there are this many tasks per thread
+
+
+def _check_flag(fn, name, value):
+    """A bool (Python or numpy); TypeError otherwise (0/1 or strings are not silently accepted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _row_blocks(planes, out_rows):
+    """Row blocks per plane so that a small batch (N * C < 4 * threads) still feeds every thread."""
+    wanted = TASKS_PER_THREAD * numba.get_num_threads()
+    if planes >= wanted:
+        return 1
+    return max(1, min(out_rows, -(-wanted // planes)))
+
+
+def _scratch(dtype, length):
+    """Per-thread work rows (indexed by ``numba.get_thread_id()``), fresh per call (concurrent calls from
+    several Python threads never share one). Row length is padded to whole 64-byte lines plus one spare
+    line, so two threads never write the same cache line (false sharing measured 2x slower)."""
+    per_line = 64 // np.dtype(dtype).itemsize
+    padded = (-(-length // per_line) + 1) * per_line
+    return np.empty((numba.config.NUMBA_NUM_THREADS, padded), dtype=dtype)
+
+
+def _axis_counts(size, n_out, k, s, pad0, pad1, include_pad):
+    """Per-output window cell counts along one axis (PyTorch's divisor factors), window ``[a, a + k)``,
+    ``a = o * s - pad0``: clipped to the padded input (``include_pad``) or to the input."""
+    starts = np.arange(n_out) * s - pad0
+    if include_pad:
+        return np.minimum(starts + k, size + pad1) - starts
+    return np.minimum(starts + k, size) - np.maximum(starts, 0)
+
+
+def _run_window(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
+    """Call a windowed kernel (``mode``: 0 max, 1/2/3 average divisor rules), see ``_kernels/pool.py``.
+
+    Full non-overlapping 2x2 / stride 2 windows (no padding, dilation or clipping; ResNet/VGG pools) take
+    the fused :func:`pool2x2_kernel`; everything else the separable :func:`window_pool2d_kernel`, whose
+    average divisors are tabulated here as ``row_div[oy] * col_div[ox]`` (exact small integers).
+    """
+    (top, bottom), (left, right) = pads
+    n_batch, c_in, ih, iw = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    xk = as_kernel_array(x, x.dtype)
+    blocks = _row_blocks(n_batch * c_in, oh)
+    if (k_hw == (2, 2) and s_hw == (2, 2) and d_hw == (1, 1) and top == 0 and left == 0
+            and 2 * oh <= ih and 2 * ow <= iw):
+        d = np.full(1, divisor if mode == 3 else 4, dtype=x.dtype)
+        pool2x2_kernel(xk, out, d, min(mode, 1), blocks)
+        return
+    if mode == 0:
+        row_div = col_div = np.empty(0, dtype=x.dtype)
+    elif mode == 3:
+        row_div = np.ones(oh, dtype=x.dtype)
+        col_div = np.full(ow, divisor, dtype=x.dtype)
+    else:
+        row_div = _axis_counts(ih, oh, k_hw[0], s_hw[0], top, bottom, mode == 1).astype(x.dtype)
+        col_div = _axis_counts(iw, ow, k_hw[1], s_hw[1], left, right, mode == 1).astype(x.dtype)
+    length = max(left + iw, (ow - 1) * s_hw[1] + (k_hw[1] - 1) * d_hw[1] + 1)
+    window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
+                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks)
+
+
+def _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate and canonicalise the windowed-pool arguments -> (k_hw, s_hw, d_hw, pads, out_shape)."""
+    check_array(fn, "x", x, 4)
+    k_hw = as_pair(fn, "kernel_size", kernel_size, 1)
+    s_hw = k_hw if stride is None else as_pair(fn, "stride", stride, 1)
+    d_hw = as_pair(fn, "dilation", dilation, 1)
+    ceil_mode = _check_flag(fn, "ceil_mode", ceil_mode)
+    n_batch, c_in, ih, iw = x.shape
+    pads, out_hw = pool_geometry_2d(fn, (ih, iw), k_hw, s_hw, d_hw, padding, ceil_mode)
+    return k_hw, s_hw, d_hw, pads, (n_batch, c_in) + out_hw
+
+
+def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+               out=None):
+    """2-D max pooling of (N, C, H, W) arrays (``torch.nn.functional.max_pool2d``).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional. Defaults to ``kernel_size``; ``stride < kernel_size`` is
+        overlapping pooling (e.g. AlexNet's 3x3 / stride 2).
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        Implicit -inf (padded cells never win). Any padding is accepted as long as every window holds
+        at least one input cell. "same" is TensorFlow's (``OH = ceil(H / stride)``, odd pixel bottom/right).
+    dilation : int or (int, int)
+    ceil_mode : bool. Round the output size up; a last window that would start in the right/bottom
+        padding is dropped (PyTorch).
+    return_indices : bool. Also return int64 indices ``iy * W + ix`` into each input plane.
+    out : ndarray, optional. C-contiguous (N, C, OH, OW) buffer of x's dtype for the values.
+
+    Returns
+    -------
+    ndarray (N, C, OH, OW) of x's dtype, and the int64 indices of the same shape if ``return_indices``.
+
+    Notes
+    -----
+    Shapes: ``OH = (H + top + bottom - dilation[0] * (kH - 1) - 1) // stride[0] + 1`` (rounded up with
+    ``ceil_mode``, then minus one if ``(OH - 1) * stride[0] >= H + top``), same for W.
+    Ties keep the first maximum in row-major window order; a NaN in a window gives NaN and the index
+    of the last NaN (as PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> fastconv.max_pool2d(x, 2)[0, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
+    fn = "max_pool2d"
+    k_hw, s_hw, d_hw, pads, out_shape = _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = _check_flag(fn, "return_indices", return_indices)
+    out = check_out(fn, out, out_shape, x.dtype, (x,))
+    indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
+    if out.size and return_indices:
+        blocks = _row_blocks(out_shape[0] * out_shape[1], out_shape[2])
+        max_pool2d_indices_kernel(as_kernel_array(x, x.dtype), out, indices, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
+                                  d_hw[0], d_hw[1], pads[0][0], pads[1][0], blocks)
+    elif out.size:
+        _run_window(x, out, k_hw, s_hw, d_hw, pads, 0, 0)
+    return (out, indices) if return_indices else out
+
+
+def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
+               divisor_override=None, out=None):
+    """2-D average pooling of (N, C, H, W) arrays (``torch.nn.functional.avg_pool2d``).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    kernel_size, stride : int or (int, int); stride defaults to ``kernel_size``
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (zero padding)
+    ceil_mode : bool, as :func:`max_pool2d`
+    count_include_pad : bool or None
+        Whether padded cells count in the divisor. None (default) means True for numeric padding
+        (PyTorch's default) and False for "valid"/"same" (TensorFlow). As PyTorch, a window that
+        ``ceil_mode`` lets run past the padded input counts only the cells up to the padded edge.
+    divisor_override : int, optional. Non-zero constant divisor for every window.
+    out : ndarray, optional. C-contiguous (N, C, OH, OW) buffer of x's dtype.
+
+    Returns
+    -------
+    ndarray (N, C, OH, OW) of x's dtype. Sums accumulate in x's dtype in row-major window order.
+
+    Notes
+    -----
+    Shapes as :func:`max_pool2d` with ``dilation=1``. Divisor of window ``(oy, ox)`` with
+    ``y0 = oy * sH - top`` (same along W): ``(min(y0 + kH, H + bottom) - y0) * (...)`` with
+    ``count_include_pad``, else ``(min(y0 + kH, H) - max(y0, 0)) * (...)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> fastconv.avg_pool2d(x, 2)[0, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+    fn = "avg_pool2d"
+    k_hw, s_hw, _, pads, out_shape = _window_args(fn, x, kernel_size, stride, padding, 1, ceil_mode)
+    if count_include_pad is None:
+        count_include_pad = not isinstance(padding, str)
+    count_include_pad = _check_flag(fn, "count_include_pad", count_include_pad)
+    divisor = 0
+    if divisor_override is not None:
+        if not is_int(divisor_override):
+            raise TypeError(f"{fn}: divisor_override must be an int or None, got {divisor_override!r}")
+        divisor = int(divisor_override)
+        if divisor == 0:
+            raise ValueError(f"{fn}: divisor_override must be non-zero, got {divisor_override!r}")
+    mode = 3 if divisor else (1 if count_include_pad else 2)
+    out = check_out(fn, out, out_shape, x.dtype, (x,))
+    if out.size:
+        _run_window(x, out, k_hw, s_hw, (1, 1), pads, mode, divisor)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bin pools: adaptive pooling and spatial pyramid pooling share one kernel family over explicit bins.
+# ------------------------------------------------------------------------------------------------------
+
+def _bin_tables(level_bins, channels):
+    """Kernel tables for a list of levels, each ``(row_bins, col_bins)`` lists of (start, end).
+
+    Returns ``row_bins`` (R, 2), ``col_bins`` (Q, 2), ``row_level`` (R,), ``levels`` (L, 5) = ``(row_off,
+    lh, col_off, lw, out_off)`` as int64 arrays, and the total output length per image.
+    """
+    rows, cols, row_level, table = [], [], [], []
+    out_off = 0
+    for lv, (rb, cb) in enumerate(level_bins):
+        table.append((len(rows), len(rb), len(cols), len(cb), out_off))
+        row_level.extend([lv] * len(rb))
+        rows.extend(rb)
+        cols.extend(cb)
+        out_off += channels * len(rb) * len(cb)
+    as64 = lambda v, shape: np.array(v, dtype=np.int64).reshape(shape)  # noqa: E731
+    return (as64(rows, (-1, 2)), as64(cols, (-1, 2)), as64(row_level, (-1,)), as64(table, (-1, 5)), out_off)
+
+
+def _run_bins(x, level_bins, mode, out, indices=None):
+    """Pool ``x`` over ``level_bins`` into ``out`` (N, total) (and ``indices``), SPP layout."""
+    if out.size == 0:
+        return
+    row_bins, col_bins, row_level, levels, _ = _bin_tables(level_bins, x.shape[1])
+    xk = as_kernel_array(x, x.dtype)
+    if indices is not None:
+        bin_max_indices_kernel(xk, row_bins, col_bins, row_level, levels, out, indices)
+        return
+    kernel = bin_max_kernel if mode == "max" else bin_avg_kernel
+    kernel(xk, row_bins, col_bins, row_level, levels, out)
+
+
+def _check_spatial(fn, x):
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{fn}: x must have height and width >= 1, got shape {x.shape}")
+
+
+def _adaptive_size(fn, output_size, in_hw):
+    """``output_size`` int or pair (an entry None keeps that input size) -> (OH, OW) ints >= 1."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        pair = tuple(in_hw[i] if v is None else v for i, v in enumerate(output_size))
+    else:
+        pair = output_size
+    if not (is_int(pair) or (isinstance(pair, tuple) and all(is_int(v) for v in pair))):
+        raise TypeError(f"{fn}: output_size must be an int or a pair of ints or None, got {output_size!r}")
+    return as_pair(fn, "output_size", pair, 1)
+
+
+def _adaptive(fn, x, output_size, mode, return_indices, out):
+    check_array(fn, "x", x, 4)
+    _check_spatial(fn, x)
+    oh, ow = _adaptive_size(fn, output_size, x.shape[2:])
+    return_indices = _check_flag(fn, "return_indices", return_indices)
+    n_batch, c_in, ih, iw = x.shape
+    out = check_out(fn, out, (n_batch, c_in, oh, ow), x.dtype, (x,))
+    indices = np.empty(out.shape, dtype=np.int64) if return_indices else None
+    flat = out.reshape(n_batch, c_in * oh * ow)  # a view: out is C-contiguous
+    flat_idx = None if indices is None else indices.reshape(flat.shape)
+    _run_bins(x, [(adaptive_bins(ih, oh), adaptive_bins(iw, ow))], mode, flat, flat_idx)
+    return (out, indices) if return_indices else out
+
+
+def adaptive_max_pool2d(x, output_size, *, return_indices=False, out=None):
+    """Adaptive 2-D max pooling to a fixed (OH, OW) (``torch.nn.functional.adaptive_max_pool2d``).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64, H, W >= 1
+    output_size : int or (int or None, int or None); None keeps that input size. Larger than the input
+        is allowed (bins then repeat cells).
+    return_indices : bool. Also return int64 indices ``iy * W + ix`` (first maximum; last NaN).
+    out : ndarray, optional. C-contiguous (N, C, OH, OW) buffer of x's dtype.
+
+    Notes
+    -----
+    Bin ``i`` along an axis of size ``in`` covers ``[floor(i * in / OH), ceil((i + 1) * in / OH))``
+    (PyTorch's rule; see :func:`fastconv.shapes.adaptive_bins`).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(25, dtype=np.float64).reshape(1, 1, 5, 5)
+    >>> fastconv.adaptive_max_pool2d(x, 2)[0, 0]
+    array([[12., 14.],
+           [22., 24.]])
+    """
+    return _adaptive("adaptive_max_pool2d", x, output_size, "max", return_indices, out)
+
+
+def adaptive_avg_pool2d(x, output_size, *, out=None):
+    """Adaptive 2-D average pooling to a fixed (OH, OW) (``torch.nn.functional.adaptive_avg_pool2d``).
+
+    Bins as :func:`adaptive_max_pool2d`; each output is the mean of its bin (float64 accumulation).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    >>> fastconv.adaptive_avg_pool2d(x, 1)[0, 0]
+    array([[7.5]])
+    """
+    return _adaptive("adaptive_avg_pool2d", x, output_size, "avg", False, out)
+
+
+def _spp_levels(fn, levels):
+    """``levels`` -> tuple of (l_h, l_w) int pairs >= 1; TypeError / ValueError for bad input."""
+    if is_int(levels) or not isinstance(levels, (tuple, list)):
+        raise TypeError(
+            f"{fn}: levels must be a sequence of ints or (h, w) pairs, got {levels!r}; e.g. levels=(1, 2, 4)"
+        )
+    if len(levels) == 0:
+        raise ValueError(f"{fn}: levels must be non-empty, got {levels!r}; e.g. levels=(1, 2, 4)")
+    return tuple(as_pair(fn, "levels", level, 1) for level in levels)
+
+
+def _paper_level_bins(fn, level, in_hw):
+    """Bins of one level under the paper rule, or ValueError when it does not give exactly l bins."""
+    result = []
+    for axis, a, n in zip(("height", "width"), in_hw, level):
+        count = paper_bin_count(a, n)
+        if count != n:
+            window, stride = paper_window_stride(a, n)
+            raise ValueError(
+                f"{fn}: levels entry {level} gives {count} bins instead of {n} along {axis} with rule='paper' "
+                f"for input size {tuple(in_hw)} (window ceil({a}/{n}) = {window}, stride floor({a}/{n}) = "
+                f"{stride}); use rule='adaptive', which always gives exactly {n}"
+            )
+        result.append(paper_bins(a, n))
+    return tuple(result)
+
+
+def spatial_pyramid_pool2d(x, levels=(1, 2, 4), *, mode="max", rule="adaptive", out=None):
+    """Spatial pyramid pooling (He et al. 2014): a fixed-length (N, C * sum(l_h * l_w)) vector per image.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64, any H, W >= 1
+    levels : sequence of int or (l_h, l_w), non-empty, each >= 1
+    mode : "max" or "avg"
+    rule : "adaptive" (default) or "paper"
+        "adaptive": the bins of :func:`adaptive_max_pool2d` (always exactly l bins). "paper": window
+        ``ceil(a / l)`` and stride ``floor(a / l)``; ValueError when that does not give exactly l bins
+        (e.g. a = 11, l = 4 gives 5), see docs/pooling.md.
+    out : ndarray, optional. C-contiguous (N, C * sum(l_h * l_w)) buffer of x's dtype.
+
+    Returns
+    -------
+    ndarray (N, C * sum(l_h * l_w)): for each level in order, the (C, l_h, l_w) block flattened, i.e.
+    ``np.concatenate([adaptive_max_pool2d(x, l).reshape(N, -1) for l in levels], axis=1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> fastconv.spatial_pyramid_pool2d(x, levels=(1, 2))
+    array([[15.,  5.,  7., 13., 15.]], dtype=float32)
+    """
+    fn = "spatial_pyramid_pool2d"
+    check_array(fn, "x", x, 4)
+    _check_spatial(fn, x)
+    pairs = _spp_levels(fn, levels)
+    check_choice(fn, "mode", mode, SPP_MODES)
+    check_choice(fn, "rule", rule, SPP_RULES)
+    n_batch, c_in, ih, iw = x.shape
+    if rule == "paper":
+        level_bins = [_paper_level_bins(fn, level, (ih, iw)) for level in pairs]
+    else:
+        level_bins = [(adaptive_bins(ih, lh), adaptive_bins(iw, lw)) for lh, lw in pairs]
+    out = check_out(fn, out, (n_batch, c_in * sum(lh * lw for lh, lw in pairs)), x.dtype, (x,))
+    _run_bins(x, level_bins, mode, out)
+    return out
