@@ -37,3 +37,61 @@ def test_conv2d_matches_reference(case, algo, dtype):
     want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **spec["kw"])
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def _close(got, want, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+    else:
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+X = RNG.standard_normal((2, 3, 9, 8))
+RNG_W = {
+    "ct": RNG.standard_normal((3, 4, 3, 3)),          # conv_transpose2d weight (C_in, O, kH, kW)
+    "w_conv": RNG.standard_normal((5, 3, 3, 3)),      # conv2d weight
+    "g_conv": RNG.standard_normal((2, 5, 5, 4)),      # grad of conv2d(X, stride 2, pad 1): 5x4
+    "g_ct": RNG.standard_normal((2, 4, 17, 15)),      # conv_transpose2d(X, s2, p1): (9-1)*2-2+3 = 17, 15
+    "g_pool": RNG.standard_normal((2, 3, 5, 4)),      # 9x8 pooled 3/s2/p1 -> 5x4; adaptive (5, 4)
+    "g_spp": RNG.standard_normal((2, 3 * (1 + 4))),
+}
+
+# name -> (callable taking (module, x, dtype) and returning the op's result), covering every public op.
+OPS = {
+    "conv_transpose2d-direct": lambda m, x, d: m.conv_transpose2d(
+        x, RNG_W["ct"].astype(d), stride=2, padding=1, output_padding=1,
+        **({"algo": "direct"} if m is fastconv else {})),
+    "conv_transpose2d-col2im": lambda m, x, d: m.conv_transpose2d(
+        x, RNG_W["ct"].astype(d), stride=(2, 1), padding="same",
+        **({"algo": "col2im"} if m is fastconv else {})),
+    "max_pool2d": lambda m, x, d: m.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, return_indices=True),
+    "avg_pool2d": lambda m, x, d: m.avg_pool2d(x, (2, 3), stride=(2, 1), padding=1, count_include_pad=False),
+    "adaptive_max_pool2d": lambda m, x, d: m.adaptive_max_pool2d(x, (4, 5), return_indices=True),
+    "adaptive_avg_pool2d": lambda m, x, d: m.adaptive_avg_pool2d(x, (10, 3)),
+    "spatial_pyramid_pool2d": lambda m, x, d: m.spatial_pyramid_pool2d(x, (1, 2, (3, 2)), mode="avg"),
+    "conv2d_backward": lambda m, x, d: m.conv2d_backward(
+        RNG_W["g_conv"].astype(d), x, RNG_W["w_conv"].astype(d), stride=2, padding=1, padding_mode="reflect"),
+    "conv_transpose2d_backward": lambda m, x, d: m.conv_transpose2d_backward(
+        RNG_W["g_ct"].astype(d), x, RNG_W["ct"].astype(d), stride=2, padding=1),
+    "max_pool2d_backward": lambda m, x, d: m.max_pool2d_backward(
+        RNG_W["g_pool"].astype(d), x, 3, stride=2, padding=1),
+    "avg_pool2d_backward": lambda m, x, d: m.avg_pool2d_backward(
+        RNG_W["g_pool"].astype(d), x, 3, stride=2, padding=1),
+    "adaptive_max_pool2d_backward": lambda m, x, d: m.adaptive_max_pool2d_backward(
+        RNG_W["g_pool"].astype(d), x, (5, 4)),
+    "adaptive_avg_pool2d_backward": lambda m, x, d: m.adaptive_avg_pool2d_backward(
+        RNG_W["g_pool"].astype(d), x, (5, 4)),
+    "spatial_pyramid_pool2d_backward": lambda m, x, d: m.spatial_pyramid_pool2d_backward(
+        RNG_W["g_spp"].astype(d), x, (1, 2), mode="max"),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("op", list(OPS))
+def test_every_op_matches_reference(op, dtype):
+    x = X.astype(dtype)
+    got = OPS[op](fastconv, x, dtype)
+    want = OPS[op](ref, x.astype(np.float64), np.float64)
+    _close(got, want, dtype)
