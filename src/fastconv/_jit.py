@@ -8,14 +8,17 @@ Decisions (see docs/algorithms.md, "Compilation and threads"):
   for writability at import: when nothing writable exists (read-only install, no HOME) caching is off
   and kernels simply recompile per process. ``FASTCONV_CACHE_DIR=off`` disables caching on purpose.
 * The threading layer must be thread-safe ("omp" or "tbb"): numba's "workqueue" aborts the process when
-  two Python threads run parallel kernels at once. OpenMP threads are told to sleep when idle
-  (``OMP_WAIT_POLICY=PASSIVE``) so they do not spin against OpenBLAS's threads after a call.
+  two Python threads run parallel kernels at once. Idle OpenMP threads sleep at once
+  (``OMP_WAIT_POLICY=PASSIVE``, a ``setdefault``) so they never spin against OpenBLAS, the next
+  kernel or another program; the wake-up this costs (~100 us on this VM) is avoided for small
+  problems by running them on one thread (``fastconv.threads.serial_if_small``).
 """
 
 import os
 import tempfile
 
 # Must be set before libgomp is loaded (numba loads it lazily at the first parallel launch).
+# Measurements behind the values: docs/algorithms.md, "Threads".
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402

@@ -21,6 +21,7 @@ import numpy as np
 from ._kernels.backward_conv import grad_weight_direct, im2col_rows
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel
 from ._validate import as_kernel_array, check_array, check_choice, common_dtype, is_int
+from .blas import matmul
 from .conv import conv2d, conv2d_problem
 from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
@@ -110,7 +111,7 @@ def _conv_grad_weight(inp, grad, weight_shape, problem, padding_mode, dtype):
         cols = col.reshape(groups, cg * kh * kw, m * per_pos)
         # cols @ gt^T (cg*kh*kw x og) rather than gt @ cols^T: OpenBLAS is ~10x slower on the latter
         # (few rows, long inner dimension; 2.6 s vs 0.13 s on L2, docs/backward.md).
-        gw += np.matmul(cols, gt.reshape(groups, og, m * per_pos).transpose(0, 2, 1)).transpose(0, 2, 1)
+        gw += matmul(cols, gt.reshape(groups, og, m * per_pos).transpose(0, 2, 1)).transpose(0, 2, 1)
     return gw.reshape(weight_shape)
 
 

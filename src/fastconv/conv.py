@@ -4,6 +4,7 @@ import numpy as np
 
 from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
 from ._kernels.im2col import im2col
+from .blas import matmul
 from ._validate import as_kernel_array, as_pair, check_array, check_int, check_out, common_dtype
 from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
 from .dispatch import DIRECT_OB8_MIN_CHANNELS, Conv2dProblem, choose_conv2d_algo
@@ -131,7 +132,7 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
     out4 = out.reshape(n_batch, groups, o_per_group, oh * ow)
     if problem.is_pointwise:
         cols = x.astype(dtype, copy=False).reshape(n_batch, groups, k_per_group, oh * ow)
-        np.matmul(wmat, cols, out=out4)
+        matmul(wmat, cols, out=out4)
     else:
         xp = pad_nchw(x, problem.pads, padding_mode, dtype)
         chunk = problem.im2col_batch_chunk()
@@ -140,6 +141,6 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
         for n0 in range(0, n_batch, chunk):
             m = min(chunk, n_batch - n0)
             im2col(xp, col[:m], n0, kh, kw, sh, sw, dh, dw, oh, ow)
-            np.matmul(wmat, col[:m].reshape(m, groups, k_per_group, oh * ow), out=out4[n0:n0 + m])
+            matmul(wmat, col[:m].reshape(m, groups, k_per_group, oh * ow), out=out4[n0:n0 + m])
     if bias is not None:
         out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)

@@ -15,6 +15,7 @@ import numpy as np
 from ._kernels.conv_transpose import (OB, col2im_planes, conv_transpose_phases_ob1,
                                       conv_transpose_phases_ob8)
 from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_int, check_out, common_dtype
+from .blas import matmul
 from .shapes import transpose_geometry_2d
 
 # ---------------------------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
         xt = xt_buf[:groups * cg * m * hw].reshape(groups, cg, m, hw)
         xt[...] = x[n0:n0 + m].reshape(m, groups, cg, hw).transpose(1, 2, 0, 3)
         cols = cols_buf[:groups * og * kh * kw * m * hw].reshape(groups, og * kh * kw, m * hw)
-        np.matmul(wmat, xt.reshape(groups, cg, m * hw), out=cols)
+        matmul(wmat, xt.reshape(groups, cg, m * hw), out=cols)
         with numba.parallel_chunksize(PARALLEL_CHUNK_ITEMS):
             col2im_planes(cols.reshape(problem.c_out * kh * kw, m, ih, iw), bias, out, n0, kh, kw, sh, sw, dh,
                           dw, top, left)

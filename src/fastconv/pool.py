@@ -33,7 +33,8 @@ def _check_flag(fn, name, value):
 
 
 def _row_blocks(planes, out_rows):
-    """Row blocks per plane so that a small batch (N * C < 4 * threads) still feeds every thread."""
+    """Row blocks (output rows or bin rows) per plane so that a small batch (N * C < 4 * threads) still
+    feeds every thread."""
     wanted = TASKS_PER_THREAD * numba.get_num_threads()
     if planes >= wanted:
         return 1
@@ -234,11 +235,12 @@ def _run_bins(x, level_bins, mode, out, indices=None):
         return
     row_bins, col_bins, row_level, levels, _ = _bin_tables(level_bins, x.shape[1])
     xk = as_kernel_array(x, x.dtype)
+    blocks = _row_blocks(x.shape[0] * x.shape[1], row_bins.shape[0])
     if indices is not None:
-        bin_max_indices_kernel(xk, row_bins, col_bins, row_level, levels, out, indices)
+        bin_max_indices_kernel(xk, row_bins, col_bins, row_level, levels, out, indices, blocks)
         return
     kernel = bin_max_kernel if mode == "max" else bin_avg_kernel
-    kernel(xk, row_bins, col_bins, row_level, levels, out)
+    kernel(xk, row_bins, col_bins, row_level, levels, out, blocks)
 
 
 def _check_spatial(fn, x):

@@ -22,3 +22,34 @@ def set_num_threads(n):
     if n > limit:
         raise ValueError(f"set_num_threads: n must be <= {limit} (NUMBA_NUM_THREADS), got {n}")
     numba.set_num_threads(n)
+
+
+# Below these amounts of work a call runs its kernels on the calling thread only: waking the sleeping
+# pool costs ~100 us per parallel region on this machine, more than such a kernel gains from a second
+# core. Measured crossover for conv2d (docs/algorithms.md, "Threads"): one thread is as fast or faster
+# up to ~19M multiply-adds, two threads win from ~75M.
+SERIAL_MACS = 16_000_000
+SERIAL_ELEMENTS = 1_000_000  # pooling: input + output elements touched
+
+
+class serial_if_small:
+    """Context manager: run the enclosed kernels on one thread when ``work < limit``.
+
+    ``numba.set_num_threads`` is per calling thread, so this never affects other Python threads;
+    results are identical either way (every kernel is bit-identical across thread counts).
+    """
+
+    def __init__(self, work, limit=SERIAL_MACS):
+        self.serial = work < limit
+        self.previous = None
+
+    def __enter__(self):
+        if self.serial:
+            self.previous = numba.get_num_threads()
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.serial:
+            numba.set_num_threads(self.previous)
+        return False

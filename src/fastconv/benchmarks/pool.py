@@ -11,7 +11,7 @@ Cases (issue 4), float32 NCHW:
 
 Pooling is memory-bound, so the figure of merit is GB/s = (input bytes + output bytes) / time, next to
 ``copy_gbps`` (``np.copyto`` read + write bandwidth) measured in the same run. Every candidate of a case is
-timed interleaved in one process (fastest of ``repeat`` rounds, :func:`.common.best_times`); ours writes
+timed interleaved in one process (fastest of 20 rounds, :func:`.common.best_times`); ours writes
 into a preallocated ``out`` (peers allocate theirs). ``speedup`` = best installed peer time / ours,
 ``torch_speedup`` = torch time / ours (the issue's target).
 """
@@ -94,7 +94,7 @@ def run(quick=False):
     import os
 
     threads = os.cpu_count() or 1
-    repeat = 3 if quick else 10
+    repeat = 3 if quick else 20
     torch = try_import_torch()
     ort = try_import_onnxruntime()
     copy = copy_gbps(nbytes=(16 if quick else 256) * 2**20, repeat=repeat)

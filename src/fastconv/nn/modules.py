@@ -26,6 +26,7 @@ from fractions import Fraction
 import numpy as np
 
 from .. import shapes
+from ..blas import matmul
 from .._validate import as_pair, check_choice, check_int, is_int
 
 __all__ = [
@@ -554,16 +555,16 @@ class Linear(Module):
             raise ValueError(f"Linear: x must have shape (N, {self.in_features}), got {x.shape}; "
                              f"put a Flatten() before a Linear")
         self._x = x
-        out = x @ self.weight.T
+        out = matmul(x, self.weight.T)
         if self.bias is not None:
             out += self.bias
         return out
 
     def backward(self, grad_out):
-        self._accumulate("weight", grad_out.T @ self._x)
+        self._accumulate("weight", matmul(grad_out.T, self._x))
         if self.bias is not None:
             self._accumulate("bias", grad_out.sum(axis=0))
-        return grad_out @ self.weight
+        return matmul(grad_out, self.weight)
 
     def output_shape(self, in_shape):
         return (in_shape[0], self.out_features)

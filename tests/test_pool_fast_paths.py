@@ -1,0 +1,136 @@
+"""The specialised pooling paths against the reference: the fused 2x2 / stride-2 kernel, the fused
+column/row passes of the separable kernel (widths 2 and 3, strides 1 and 2), and bin pools split into
+row blocks. Inputs are laced with NaN, -inf, +inf and ties; odd sizes leave rows/columns unread.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.pool
+from fastconv import reference as ref
+
+
+def _special_input(rng, shape, dtype):
+    """Normal values rounded to quarters (many ties, including -0.0 vs 0.0), with NaN / -inf / +inf sprinkled."""
+    x = np.round(rng.standard_normal(shape) * 2) / 4
+    flat = x.reshape(-1)
+    picks = rng.choice(flat.size, size=(3, max(1, flat.size // 40)), replace=False)
+    flat[picks[0]] = np.nan
+    flat[picks[1]] = -np.inf
+    flat[picks[2]] = np.inf
+    x[..., 0, :] = np.where(x[..., 0, :] == 0, -0.0, x[..., 0, :])
+    return x.astype(dtype)
+
+
+class _Spy:
+    """Wraps a kernel in ``fastconv.pool``'s namespace and counts its calls."""
+
+    def __init__(self, monkeypatch, name):
+        self.calls = 0
+        self.kernel = getattr(fastconv.pool, name)
+        monkeypatch.setattr(fastconv.pool, name, self)
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.kernel(*args)
+
+
+FAST_SHAPES = [(8, 8), (7, 9), (2, 2), (3, 3), (5, 7), (112, 112)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", FAST_SHAPES, ids=[f"{h}x{w}" for h, w in FAST_SHAPES])
+def test_2x2_stride2_fast_path_max(hw, dtype, rng, monkeypatch):
+    spy = _Spy(monkeypatch, "pool2x2_kernel")
+    x = _special_input(rng, (2, 3) + hw, dtype)
+    got = fastconv.max_pool2d(x, 2)
+    assert spy.calls == 1
+    np.testing.assert_array_equal(got, ref.max_pool2d(x, 2))  # NaN == NaN here
+    values, idx = fastconv.max_pool2d(x, 2, return_indices=True)  # the indices kernel agrees on values
+    np.testing.assert_array_equal(got, values)
+    # -inf everywhere still gives -inf, a NaN anywhere in a window gives NaN
+    x_inf = np.full((1, 1) + hw, -np.inf, dtype=dtype)
+    assert np.all(fastconv.max_pool2d(x_inf, 2) == -np.inf)
+    x_inf[0, 0, 1, 1] = np.nan
+    assert np.isnan(fastconv.max_pool2d(x_inf, 2)[0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("divisor", [None, 3, -2])
+@pytest.mark.parametrize("hw", FAST_SHAPES, ids=[f"{h}x{w}" for h, w in FAST_SHAPES])
+def test_2x2_stride2_fast_path_avg(hw, divisor, dtype, rng, monkeypatch, assert_close):
+    spy = _Spy(monkeypatch, "pool2x2_kernel")
+    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    got = fastconv.avg_pool2d(x, 2, divisor_override=divisor)
+    assert spy.calls == 1
+    assert_close(got, ref.avg_pool2d(x.astype(np.float64), 2, divisor_override=divisor), dtype)
+    special = _special_input(rng, (1, 2) + hw, dtype)
+    with np.errstate(invalid="ignore"):
+        expected = ref.avg_pool2d(special, 2, divisor_override=divisor)
+    np.testing.assert_array_equal(np.isnan(fastconv.avg_pool2d(special, 2, divisor_override=divisor)),
+                                  np.isnan(expected))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(padding=1), dict(ceil_mode=True), dict(padding=((0, 1), (0, 0))), dict(stride=1),
+], ids=["padding", "ceil-clipped", "bottom-pad", "stride1"])
+def test_2x2_windows_that_are_not_full_use_the_general_kernel(kwargs, rng, monkeypatch, assert_close):
+    spy = _Spy(monkeypatch, "pool2x2_kernel")
+    x = _special_input(rng, (1, 2, 7, 9), np.float64)
+    np.testing.assert_array_equal(fastconv.max_pool2d(x, 2, **kwargs), ref.max_pool2d(x, 2, **kwargs))
+    y = rng.standard_normal((1, 2, 7, 9))
+    assert_close(fastconv.avg_pool2d(y, 2, **kwargs), ref.avg_pool2d(y, 2, **kwargs))
+    assert spy.calls == 0
+
+
+FUSED = [(k, s, p) for k in (2, 3) for s in (1, 2) for p in (0, 1)] + [(4, 2, 1), (3, 3, 1), ((3, 2), (2, 1), 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,p", FUSED, ids=[f"k{k}-s{s}-p{p}" for k, s, p in FUSED])
+def test_separable_fused_passes(k, s, p, dtype, rng, assert_close):
+    x = _special_input(rng, (2, 3, 11, 12), dtype)
+    for ceil_mode in (False, True):
+        options = dict(stride=s, padding=p, ceil_mode=ceil_mode)
+        np.testing.assert_array_equal(fastconv.max_pool2d(x, k, **options), ref.max_pool2d(x, k, **options))
+        y = rng.standard_normal(x.shape).astype(dtype)
+        for include in (True, False):
+            assert_close(fastconv.avg_pool2d(y, k, count_include_pad=include, **options),
+                         ref.avg_pool2d(y.astype(np.float64), k, count_include_pad=include, **options), dtype)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: fastconv.max_pool2d(x, 2),
+    lambda x: fastconv.avg_pool2d(x, 2),
+    lambda x: fastconv.avg_pool2d(x, 3, stride=1, padding=1),
+    lambda x: fastconv.spatial_pyramid_pool2d(x, (1, 2, 4)),
+    lambda x: fastconv.spatial_pyramid_pool2d(x, (1, 3), mode="avg"),
+    lambda x: fastconv.adaptive_max_pool2d(x, 5, return_indices=True)[1],
+], ids=["max2x2", "avg2x2", "avg3x3", "spp-max", "spp-avg", "adaptive-indices"])
+def test_fast_paths_bit_identical_for_one_and_two_threads(call, rng):
+    x = _special_input(rng, (1, 1, 23, 21), np.float32)  # one plane: rows split into blocks
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(call(x))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("n_batch,channels", [(1, 1), (1, 3), (4, 5)])
+def test_bin_pools_split_into_row_blocks_match_reference(n_batch, channels, rng, assert_close):
+    x = _special_input(rng, (n_batch, channels, 13, 11), np.float64)
+    np.testing.assert_array_equal(fastconv.spatial_pyramid_pool2d(x, (1, 2, 4, (3, 5))),
+                                  ref.spatial_pyramid_pool2d(x, (1, 2, 4, (3, 5))))
+    values, idx = fastconv.adaptive_max_pool2d(x, (4, 3), return_indices=True)
+    expected, expected_idx = ref.adaptive_max_pool2d(x, (4, 3), return_indices=True)
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(idx, expected_idx)
+    y = rng.standard_normal(x.shape)
+    assert_close(fastconv.spatial_pyramid_pool2d(y, (1, 2, 4), mode="avg"),
+                 ref.spatial_pyramid_pool2d(y, (1, 2, 4), mode="avg"))
