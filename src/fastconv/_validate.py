@@ -13,6 +13,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def is_int(value):
     """True for Python/numpy integers, False for bool (a bool is not a size)."""
+    if type(value) is int:  # the common case, without the slow abstract-base-class check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 

@@ -28,6 +28,7 @@ from .padding import check_padding_mode, pad_nchw
 from .pool import (_adaptive_size, _check_flag, _check_spatial, _paper_level_bins, _spp_levels, _window_args,
                    SPP_MODES, SPP_RULES, adaptive_max_pool2d, max_pool2d)
 from .shapes import adaptive_bins, paper_window_stride
+from .threads import SERIAL_ELEMENTS, serial_if_small
 
 # im2col columns for the weight gradient are built per batch chunk under this many bytes (one image at least).
 GRAD_WEIGHT_WORKSPACE_BYTES = 32 * 2**20
@@ -79,6 +80,12 @@ def _fold_axis(grad, axis, size, p0, p1, mode):
 
 
 def _conv_grad_weight(inp, grad, weight_shape, problem, padding_mode, dtype):
+    """conv2d weight gradient on one thread when the problem is small (see ``serial_if_small``)."""
+    with serial_if_small(problem.flops // 2):
+        return _conv_grad_weight_kernels(inp, grad, weight_shape, problem, padding_mode, dtype)
+
+
+def _conv_grad_weight_kernels(inp, grad, weight_shape, problem, padding_mode, dtype):
     """conv2d weight gradient: ``sum_{n, oy, ox} grad[n, o, oy, ox] * inp_padded[n, c, oy*sh + ky*dh, ...]``.
 
     ``inp`` (N, C, H, W) is the conv2d input (padded here with ``problem.pads`` and ``padding_mode``);
@@ -296,7 +303,9 @@ def _route(grad_out, indices, x_shape, dtype):
     if grad_x.size == 0:
         return grad_x
     g = as_kernel_array(grad_out, dtype).reshape(planes, -1)
-    route_max_kernel(g, indices.reshape(planes, -1), grad_x.reshape(planes, ih * iw), iw, _row_blocks(planes, ih))
+    with serial_if_small(grad_x.size + g.size, SERIAL_ELEMENTS):
+        route_max_kernel(g, indices.reshape(planes, -1), grad_x.reshape(planes, ih * iw), iw,
+                         _row_blocks(planes, ih))
     return grad_x
 
 
@@ -311,8 +320,9 @@ def _box(grad_out, row_rng, col_rng, row_div, col_div, x_shape, dtype):
     scale = (1.0 / (np.asarray(row_div, np.float64)[:, None] * np.asarray(col_div, np.float64)[None, :]))
     gs = np.ascontiguousarray((grad_out * scale.astype(dtype)).astype(dtype, copy=False).reshape(planes, oh, ow))
     scratch = np.empty((numba.config.NUMBA_NUM_THREADS, ow), dtype=dtype)
-    box_backward_kernel(gs, np.ascontiguousarray(row_rng, np.int64), np.ascontiguousarray(col_rng, np.int64),
-                        grad_x.reshape(planes, ih, iw), scratch, _row_blocks(planes, ih))
+    with serial_if_small(grad_x.size + gs.size, SERIAL_ELEMENTS):
+        box_backward_kernel(gs, np.ascontiguousarray(row_rng, np.int64), np.ascontiguousarray(col_rng, np.int64),
+                            grad_x.reshape(planes, ih, iw), scratch, _row_blocks(planes, ih))
     return grad_x
 
 

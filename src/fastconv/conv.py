@@ -10,6 +10,7 @@ from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
 from .dispatch import DIRECT_OB8_MIN_CHANNELS, Conv2dProblem, choose_conv2d_algo
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
+from .threads import serial_if_small
 
 
 def conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype):
@@ -92,10 +93,11 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
     if problem.n_batch == 0:
         return out
-    if chosen == "direct":
-        _run_direct(problem, x, weight, bias, padding_mode, dtype, out)
-    else:
-        _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
+    with serial_if_small(problem.flops // 2):
+        if chosen == "direct":
+            _run_direct(problem, x, weight, bias, padding_mode, dtype, out)
+        else:
+            _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
     return out
 
 
@@ -118,7 +120,7 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     else:
         block, kernel = 1, conv_taps_ob1
     wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
-    kernel(planes, tap_plane, tap_off, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, row_len)
+    kernel(planes, tap_plane, tap_off, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, row_len, rows)
 
 
 def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):

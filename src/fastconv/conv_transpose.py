@@ -17,6 +17,7 @@ from ._kernels.conv_transpose import (OB, col2im_planes, conv_transpose_phases_o
 from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_int, check_out, common_dtype
 from .blas import matmul
 from .shapes import transpose_geometry_2d
+from .threads import serial_if_small
 
 # ---------------------------------------------------------------------------------------------------
 # Problem
@@ -365,10 +366,11 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     if problem.n_batch == 0:
         return out
     bias_k = np.zeros(problem.c_out, dtype=dtype) if bias is None else as_kernel_array(bias, dtype)
-    if chosen == "direct":
-        _run_direct(problem, x, weight, bias_k, dtype, out)
-    else:
-        _run_col2im(problem, x, weight, bias_k, dtype, out)
+    with serial_if_small(problem.flops // 2):
+        if chosen == "direct":
+            _run_direct(problem, x, weight, bias_k, dtype, out)
+        else:
+            _run_col2im(problem, x, weight, bias_k, dtype, out)
     return out
 
 

@@ -19,6 +19,7 @@ from ._kernels.pool import (
 )
 from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_out, is_int
 from .shapes import adaptive_bins, paper_bin_count, paper_bins, paper_window_stride, pool_geometry_2d
+from .threads import SERIAL_ELEMENTS, serial_if_small
 
 SPP_MODES = ("max", "avg")
 SPP_RULES = ("adaptive", "paper")
@@ -60,6 +61,12 @@ def _axis_counts(size, n_out, k, s, pad0, pad1, include_pad):
 
 
 def _run_window(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
+    """:func:`_run_window_kernels` on one thread when the problem is small (see ``serial_if_small``)."""
+    with serial_if_small(x.size + out.size, SERIAL_ELEMENTS):
+        _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor)
+
+
+def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     """Call a windowed kernel (``mode``: 0 max, 1/2/3 average divisor rules), see ``_kernels/pool.py``.
 
     Full non-overlapping 2x2 / stride 2 windows (no padding, dilation or clipping; ResNet/VGG pools) take
@@ -145,9 +152,10 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     out = check_out(fn, out, out_shape, x.dtype, (x,))
     indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
     if out.size and return_indices:
-        blocks = _row_blocks(out_shape[0] * out_shape[1], out_shape[2])
-        max_pool2d_indices_kernel(as_kernel_array(x, x.dtype), out, indices, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
-                                  d_hw[0], d_hw[1], pads[0][0], pads[1][0], blocks)
+        with serial_if_small(x.size + out.size, SERIAL_ELEMENTS):
+            blocks = _row_blocks(out_shape[0] * out_shape[1], out_shape[2])
+            max_pool2d_indices_kernel(as_kernel_array(x, x.dtype), out, indices, k_hw[0], k_hw[1], s_hw[0],
+                                      s_hw[1], d_hw[0], d_hw[1], pads[0][0], pads[1][0], blocks)
     elif out.size:
         _run_window(x, out, k_hw, s_hw, d_hw, pads, 0, 0)
     return (out, indices) if return_indices else out
@@ -230,6 +238,12 @@ def _bin_tables(level_bins, channels):
 
 
 def _run_bins(x, level_bins, mode, out, indices=None):
+    """:func:`_run_bins_kernels` on one thread when the problem is small (see ``serial_if_small``)."""
+    with serial_if_small(x.size + out.size, SERIAL_ELEMENTS):
+        _run_bins_kernels(x, level_bins, mode, out, indices)
+
+
+def _run_bins_kernels(x, level_bins, mode, out, indices=None):
     """Pool ``x`` over ``level_bins`` into ``out`` (N, total) (and ``indices``), SPP layout."""
     if out.size == 0:
         return

@@ -1,22 +1,24 @@
 """Direct convolution over a "tap list": the kernel behind ``conv2d(algo="direct")``.
 
-Index algebra (done once, in ``fastconv.conv``, not here). The padded input is rearranged into
-*planes*: for stride ``(sh, sw)`` plane ``(c, a, b)`` holds ``xp[c, a::sh, b::sw]`` (space-to-depth;
-with stride 1 a plane is simply channel ``c``). Each plane is stored flat with row length ``row_len``.
-A kernel tap ``(c, ky, kx)`` then reads plane ``(c, (ky*dh) % sh, (kx*dw) % sw)`` at flat offset
-``((ky*dh) // sh) * row_len + (kx*dw) // sw``, and output ``(oy, ox)`` is the *virtual position*
-``p = oy * row_len + ox``. So for every tap::
+Index algebra (done once, in ``fastconv.conv_layout``, not here). The padded input is rearranged into
+*planes*: for stride ``(sh, sw)`` plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]`` (space-to-depth;
+with stride 1 a plane is simply channel ``c``). A plane stores every image back to back, each as
+``rows x row_len`` values, so image ``n``, row ``i``, column ``j`` sits at ``n * plane_len + i * row_len + j``
+(``plane_len = rows * row_len``). A tap ``(c, ky, kx)`` reads plane ``(c, (ky*dh) % sh, (kx*dw) % sw)`` at
+flat offset ``((ky*dh) // sh) * row_len + (kx*dw) // sw``, and output ``(n, oy, ox)`` is the *virtual
+position* ``p = n * plane_len + oy * row_len + ox``. So for every tap::
 
-    out[n, o, p] += w[o, tap] * planes[n, plane(tap), p + offset(tap)]
+    out[o, p] += w[o, tap] * planes[plane(tap), p + offset(tap)]
 
-a unit-stride, branch-free loop over ``p`` that LLVM vectorises. Virtual positions with
-``ox >= OW`` are computed and discarded (the waste is ``(row_len - OW) / row_len``).
-Accumulators for ``OB`` output channels x ``TILE`` positions live in a small per-iteration buffer
-(L1-resident); each input vector loaded is used for 4 output channels and 3 taps at once.
+a unit-stride, branch-free loop over ``p`` that LLVM vectorises, and that runs across image borders,
+so small feature maps still give long loops. Virtual positions outside the output (``ox >= OW`` or
+``oy >= OH``) are computed and discarded. Accumulators for 8 output channels x ``TILE`` positions live
+in a per-iteration buffer (L1/L2-resident); each input vector loaded feeds 4 output channels and 3 taps.
 
-Parallel ownership: one ``prange`` iteration = (image, group, block of output channels, tile of
-positions); it writes only those output elements, and sums taps in a fixed order, so the result is
-bit-identical for every thread count.
+Parallel ownership: one ``prange`` iteration = (group, tile of positions, block of output channels),
+the block varying fastest so that the two threads work on the same input tile at the same time. It
+writes only those output elements and sums taps in a fixed order: bit-identical results for every
+thread count.
 """
 
 import numpy as np
@@ -25,58 +27,55 @@ from numba import prange
 from .._jit import kernel, parallel_kernel
 
 OB = 8  # output channels per register block (two halves of 4)
-TILE = 256  # virtual positions per work item: 8 x 256 accumulators = 8 KiB (float32)
+TILE = 512  # virtual positions per work item: 8 x 512 accumulators = 16 KiB (float32)
 
 
 @kernel
-def _store_tile(acc, out, bias, n, o_first, n_rows, p0, plen, row_len):
-    """Write accumulator rows to ``out[n, o_first + j]`` for valid virtual positions, adding bias."""
-    ow = out.shape[3]
+def _store_tile(acc, out, bias, o_first, n_rows, p0, plen, row_len, rows):
+    """Write accumulator rows to ``out[n, o_first + j, oy, ox]`` for the valid positions of the tile."""
+    oh, ow = out.shape[2], out.shape[3]
     p_end = p0 + plen
     for j in range(n_rows):
         o = o_first + j
         b = bias[o]
         src = acc[j]
-        dst = out[n, o]
-        oy = p0 // row_len
-        q = oy * row_len  # virtual position of (oy, 0)
-        while q < p_end:
-            x_lo = max(p0 - q, 0)
-            x_hi = min(ow, p_end - q)
-            row = dst[oy]
-            for ox in range(x_lo, x_hi):
-                row[ox] = src[q + ox - p0] + b
-            oy += 1
-            q += row_len
+        grow = p0 // row_len  # global row index over all images
+        while grow * row_len < p_end:
+            n = grow // rows
+            oy = grow - n * rows
+            if oy < oh:
+                q = grow * row_len
+                x_lo = max(p0 - q, 0)
+                x_hi = min(ow, p_end - q)
+                dst = out[n, o, oy]
+                for ox in range(x_lo, x_hi):
+                    dst[ox] = src[q + ox - p0] + b
+            grow += 1
 
 
 @parallel_kernel(fastmath={"contract"})
-def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len):
+def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
     """Direct convolution, 8 output channels per work item.
 
     Contract (caller guarantees):
-    - ``planes``: (N, G * planes_per_group, plane_len), C-contiguous, one float dtype; every read
-      ``p + tap_off[t]`` for ``p < OH * row_len`` lies inside ``plane_len``.
+    - ``planes``: (G * planes_per_group, N * rows * row_len), C-contiguous, one float dtype, every read
+      ``p + tap_off[t]`` for ``p < (N - 1) * rows * row_len + OH * row_len`` inside the array.
     - ``tap_plane``, ``tap_off``: int64 (T,), T a multiple of 3 (padding taps have zero weight);
       ``tap_plane`` is relative to the group's first plane.
     - ``wpk``: (G, n_blocks, T, 8) packed weights, zero for channels beyond O / G.
-    - ``bias``: (O,) (zeros when the user gave none); ``out``: (N, O, OH, OW), OW <= row_len.
+    - ``bias``: (O,) (zeros when the user gave none); ``out``: (N, O, OH, OW), OW <= row_len, OH <= rows.
     """
-    n_batch = planes.shape[0]
     n_groups, n_blocks, n_taps, _ = wpk.shape
-    planes_per_group = planes.shape[1] // n_groups
-    c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    planes_per_group = planes.shape[0] // n_groups
+    n_batch, c_out, oh = out.shape[0], out.shape[1], out.shape[2]
     o_per_group = c_out // n_groups
-    npos = oh * row_len
+    npos = (n_batch - 1) * rows * row_len + oh * row_len
     n_tiles = (npos + TILE - 1) // TILE
-    items = n_batch * n_groups * n_blocks * n_tiles
-    for item in prange(items):
-        tile = item % n_tiles
-        rest = item // n_tiles
-        blk = rest % n_blocks
-        rest = rest // n_blocks
-        g = rest % n_groups
-        n = rest // n_groups
+    for item in prange(n_groups * n_tiles * n_blocks):
+        blk = item % n_blocks
+        rest = item // n_blocks
+        tile = rest % n_tiles
+        g = rest // n_tiles
         p0 = tile * TILE
         plen = min(TILE, npos - p0)
         acc = np.zeros((OB, TILE), dtype=out.dtype)
@@ -89,9 +88,9 @@ def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len):
             a2 = acc[j0 + 2]
             a3 = acc[j0 + 3]
             for t in range(0, n_taps, 3):
-                xs0 = planes[n, first_plane + tap_plane[t], p0 + tap_off[t]:]
-                xs1 = planes[n, first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
-                xs2 = planes[n, first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
+                xs0 = planes[first_plane + tap_plane[t], p0 + tap_off[t]:]
+                xs1 = planes[first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
+                xs2 = planes[first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
                 w0 = w_blk[t]
                 w1 = w_blk[t + 1]
                 w2 = w_blk[t + 2]
@@ -106,30 +105,26 @@ def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len):
                     a1[p] += w01 * v0 + w11 * v1 + w21 * v2
                     a2[p] += w02 * v0 + w12 * v1 + w22 * v2
                     a3[p] += w03 * v0 + w13 * v1 + w23 * v2
-        _store_tile(acc, out, bias, n, g * o_per_group + blk * OB,
-                    min(OB, o_per_group - blk * OB), p0, plen, row_len)
+        _store_tile(acc, out, bias, g * o_per_group + blk * OB, min(OB, o_per_group - blk * OB),
+                    p0, plen, row_len, rows)
 
 
 @parallel_kernel(fastmath={"contract"})
-def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len):
+def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
     """Direct convolution, one output channel per work item (depthwise and few channels per group).
 
     Same contract as :func:`conv_taps_ob8` with ``wpk`` shaped (G, O / G, T, 1).
     """
-    n_batch = planes.shape[0]
     n_groups, o_per_group, n_taps, _ = wpk.shape
-    planes_per_group = planes.shape[1] // n_groups
-    oh = out.shape[2]
-    npos = oh * row_len
+    planes_per_group = planes.shape[0] // n_groups
+    n_batch, oh = out.shape[0], out.shape[2]
+    npos = (n_batch - 1) * rows * row_len + oh * row_len
     n_tiles = (npos + TILE - 1) // TILE
-    items = n_batch * n_groups * o_per_group * n_tiles
-    for item in prange(items):
-        tile = item % n_tiles
-        rest = item // n_tiles
-        j = rest % o_per_group
-        rest = rest // o_per_group
-        g = rest % n_groups
-        n = rest // n_groups
+    for item in prange(n_groups * n_tiles * o_per_group):
+        j = item % o_per_group
+        rest = item // o_per_group
+        tile = rest % n_tiles
+        g = rest // n_tiles
         p0 = tile * TILE
         plen = min(TILE, npos - p0)
         acc = np.zeros((1, TILE), dtype=out.dtype)
@@ -137,12 +132,12 @@ def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len):
         w_o = wpk[g, j]
         first_plane = g * planes_per_group
         for t in range(0, n_taps, 3):
-            xs0 = planes[n, first_plane + tap_plane[t], p0 + tap_off[t]:]
-            xs1 = planes[n, first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
-            xs2 = planes[n, first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
+            xs0 = planes[first_plane + tap_plane[t], p0 + tap_off[t]:]
+            xs1 = planes[first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
+            xs2 = planes[first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
             w0 = w_o[t, 0]
             w1 = w_o[t + 1, 0]
             w2 = w_o[t + 2, 0]
             for p in range(plen):
                 a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
-        _store_tile(acc, out, bias, n, g * o_per_group + j, acc.shape[0], p0, plen, row_len)
+        _store_tile(acc, out, bias, g * o_per_group + j, acc.shape[0], p0, plen, row_len, rows)

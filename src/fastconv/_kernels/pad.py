@@ -41,22 +41,23 @@ def pad_zeros_into(x, xp, top, left):
 def pad_space_to_depth(x, planes, top, left):
     """Zero-pad ``x`` by (top, left) and split it into stride phases in one pass.
 
-    ``planes[n, c, a, b, i, j] = xpad[n, c, i * sh + a, j * sw + b]`` where ``xpad`` is ``x`` shifted by
-    (top, left) with zeros outside it, and ``(sh, sw) = planes.shape[2:4]``. With stride 1 this is a
-    plain zero-padding copy into a buffer that may be larger than the padded input.
+    ``planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b]`` where ``xpad`` is ``x`` shifted by
+    (top, left) with zeros outside it, and ``(sh, sw) = planes.shape[1:3]``: channel-major, every image
+    of a phase back to back (the direct conv kernel's layout). With stride 1 this is a zero-padding
+    copy into a buffer that may be larger than the padded input.
 
-    Contract: ``x`` (N, C, H, W) and ``planes`` (N, C, sh, sw, rows, row_len) C-contiguous, same dtype.
+    Contract: ``x`` (N, C, H, W) and ``planes`` (C, sh, sw, N, rows, row_len) C-contiguous, same dtype.
     Parallel ownership: one ``prange`` iteration = one (n, c) block of ``planes``.
     """
     n_batch, c_in, ih, iw = x.shape
-    sh, sw, rows, row_len = planes.shape[2], planes.shape[3], planes.shape[4], planes.shape[5]
+    sh, sw, rows, row_len = planes.shape[1], planes.shape[2], planes.shape[4], planes.shape[5]
     for plane in prange(n_batch * c_in):
         n = plane // c_in
         c = plane % c_in
         src = x[n, c]
         for a in range(sh):
             for b in range(sw):
-                dst = planes[n, c, a, b]
+                dst = planes[c, a, b, n]
                 # Columns j whose source column j * sw + b - left lies inside [0, iw).
                 j_lo = min(max(0, (left - b + sw - 1) // sw), row_len)
                 j_hi = min(max(j_lo, (iw + left - b + sw - 1) // sw), row_len)
