@@ -76,6 +76,32 @@ def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
         src, top, left = as_kernel_array(x, dtype), top, left
     else:
         src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
-    planes = np.empty((c_in, sh, sw, n_batch, rows, row_len), dtype=dtype)
-    pad_space_to_depth(src, planes, top, left)
+    if src.size < SMALL_PAD_ELEMENTS:
+        planes = _small_space_to_depth(src, top, left, sh, sw, rows, row_len)
+    else:
+        planes = np.empty((c_in, sh, sw, n_batch, rows, row_len), dtype=dtype)
+        pad_space_to_depth(src, planes, top, left)
     return planes.reshape(c_in * sh * sw, n_batch * rows * row_len)
+
+
+# Below this many input elements numpy's strided copies beat the parallel numba kernel, whose per-row
+# loop overhead and thread wake-up dominate tiny feature maps (measured: (32, 16, 4, 4) input, 32 us
+# numpy vs 131 us numba on one thread, 145 us on two).
+SMALL_PAD_ELEMENTS = 1 << 16
+
+
+def _small_space_to_depth(src, top, left, sh, sw, rows, row_len):
+    """numpy version of ``pad_space_to_depth`` for small inputs (same layout and values)."""
+    n_batch, c_in, ih, iw = src.shape
+    planes = np.zeros((c_in, sh, sw, n_batch, rows, row_len), dtype=src.dtype)
+    xc = src.transpose(1, 0, 2, 3)
+    for a in range(sh):
+        for b in range(sw):
+            # Plane rows i with 0 <= i * sh + a - top < ih, columns j likewise.
+            i0 = max(0, -(-(top - a) // sh))
+            j0 = max(0, -(-(left - b) // sw))
+            y0 = i0 * sh + a - top
+            x0 = j0 * sw + b - left
+            phase = xc[:, :, y0::sh, x0::sw][:, :, :rows - i0, :row_len - j0]
+            planes[:, a, b, :, i0:i0 + phase.shape[2], j0:j0 + phase.shape[3]] = phase
+    return planes

@@ -1,0 +1,51 @@
+"""The direct conv's plane layout: the numba and the small-input numpy builders agree exactly, and
+conv2d is right whichever one runs (the size threshold decides which, so both are forced here)."""
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.conv_layout as layout
+import fastconv.reference as ref
+from fastconv.conv import conv2d_problem
+
+CASES = {
+    "s1-pad1": ((2, 3, 7, 6), (4, 3, 3, 3), dict(padding=1)),
+    "s2-same": ((2, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding="same")),
+    "s3x2-full-dil2": ((1, 2, 11, 10), (3, 2, 3, 2), dict(stride=(3, 2), padding="full", dilation=2)),
+    "s2-asym": ((3, 2, 6, 9), (5, 2, 2, 4), dict(stride=2, padding=((0, 3), (2, 1)))),
+}
+
+
+def _planes(x, w, kw, force_numba):
+    problem = conv2d_problem("t", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
+                             kw.get("dilation", 1), 1, x.dtype)
+    (top, bottom), (left, right) = problem.pads
+    padded = (x.shape[2] + top + bottom, x.shape[3] + left + right)
+    row_len, rows = layout.direct_geometry(padded, problem.kernel_hw, problem.stride, problem.dilation,
+                                           problem.out_hw)
+    saved = layout.SMALL_PAD_ELEMENTS
+    layout.SMALL_PAD_ELEMENTS = 0 if force_numba else 1 << 40
+    try:
+        return layout.make_planes(x, problem.pads, "zeros", problem.stride, row_len, rows, x.dtype)
+    finally:
+        layout.SMALL_PAD_ELEMENTS = saved
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_numba_and_numpy_planes_identical(case):
+    x_shape, w_shape, kw = CASES[case]
+    x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
+    w = np.ones(w_shape, np.float32)
+    np.testing.assert_array_equal(_planes(x, w, kw, True), _planes(x, w, kw, False))
+
+
+@pytest.mark.parametrize("force_numba", [True, False], ids=["numba-planes", "numpy-planes"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv2d_direct_with_either_builder(case, force_numba, monkeypatch):
+    x_shape, w_shape, kw = CASES[case]
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    monkeypatch.setattr(layout, "SMALL_PAD_ELEMENTS", 0 if force_numba else 1 << 40)
+    got = fastconv.conv2d(x, w, algo="direct", **kw)
+    np.testing.assert_allclose(got, ref.conv2d(x, w, **kw), rtol=1e-10, atol=1e-10)
