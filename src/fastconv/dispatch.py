@@ -17,9 +17,19 @@ CONV2D_ALGOS = ("auto", "direct", "im2col")
 IM2COL_WORKSPACE_BYTES = 32 * 2**20
 
 # Output channels per group below which the 8-channel register block of the direct kernel would be
-# mostly padding, so the one-channel kernel is used (depthwise convolutions).
+# mostly padding, so the one-channel kernel is used (depthwise convolutions). L7 (depthwise 3x3):
+# direct 5.0-5.6 GFLOP/s vs im2col 2.1-2.8.
 DIRECT_OB8_MIN_CHANNELS = 4
 
+# Below this many taps per output (C/groups * kH * kW) the direct kernel's loops are too short to
+# amortise; BLAS does better. L8 (C=1, 5x5: 25 taps): im2col 21.6-22.2 vs direct 11.6-17.4 GFLOP/s;
+# L1 (C=3, 3x3: 27 taps): a tie (27.2-27.4 vs 25.1-28.3).
+DIRECT_MIN_TAPS = 32
+
+# At or below this many output positions per image, im2col's GEMMs are efficient and the direct kernel
+# wastes its padding columns: L5 (14x14): im2col 108.8-119.8 vs direct 77.7-105.5 GFLOP/s; L4 (28x28):
+# im2col 85.4-116.9 vs direct 80.7-114.5. L2 (56x56) stays direct: 79.0-114.8 vs 55.4-62.1.
+IM2COL_MAX_POSITIONS = 1024
 
 @dataclass(frozen=True)
 class Conv2dProblem:
@@ -80,7 +90,15 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     o_per_group = problem.c_out // problem.groups
     if o_per_group < DIRECT_OB8_MIN_CHANNELS:
         return "direct", "few output channels per group (depthwise-like): direct one-channel kernel"
-    return "direct", "default: the register-blocked direct kernel"
+    if problem.stride != (1, 1):
+        return "im2col", "stride > 1: im2col reads only the strided windows (L3: 79-94 vs 64-81 GFLOP/s)"
+    taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
+    if taps < DIRECT_MIN_TAPS:
+        return "im2col", f"{taps} taps per output (< {DIRECT_MIN_TAPS}): too few for the direct kernel's loops"
+    positions = problem.out_hw[0] * problem.out_hw[1]
+    if positions <= IM2COL_MAX_POSITIONS:
+        return "im2col", f"small output maps ({positions} <= {IM2COL_MAX_POSITIONS} positions): GEMM-friendly"
+    return "direct", "large stride-1 maps with many taps: the register-blocked direct kernel"
 
 
 def workspace_bytes(problem, algo):
