@@ -348,7 +348,7 @@ def _bin_sizes(bins):
     return np.array([b - a for a, b in bins], dtype=np.float64)
 
 
-def max_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                         indices=None):
     """Gradient of :func:`fastconv.max_pool2d` w.r.t. x: each output's gradient goes to its window's maximum.
 
@@ -386,7 +386,7 @@ def max_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, dil
     return _route(grad_out, indices, x.shape, dtype)
 
 
-def avg_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
+def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=None, divisor_override=None):
     """Gradient of :func:`fastconv.avg_pool2d` w.r.t. x: each output's gradient / divisor over its window.
 
@@ -441,7 +441,7 @@ def _adaptive_backward_common(fn, grad_out, x, output_size):
     return (oh, ow), common_dtype(grad_out, x)
 
 
-def adaptive_max_pool2d_backward(grad_out, x, output_size, *, indices=None):
+def adaptive_max_pool2d_backward(grad_out, x, output_size, indices=None):
     """Gradient of :func:`fastconv.adaptive_max_pool2d` w.r.t. x (routes to each bin's maximum).
 
     ``indices``: the forward's ``return_indices`` output, or None to recompute it with the forward.
@@ -482,7 +482,7 @@ def adaptive_avg_pool2d_backward(grad_out, x, output_size):
                 dtype)
 
 
-def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), *, mode="max", rule="adaptive"):
+def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), mode="max", *, rule="adaptive"):
     """Gradient of :func:`fastconv.spatial_pyramid_pool2d` w.r.t. x: the sum of the per-level pool gradients.
 
     ``grad_out`` (N, C * sum(l_h * l_w)) in the forward's layout (levels in order, each a flattened

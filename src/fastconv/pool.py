@@ -108,7 +108,7 @@ def _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
     return k_hw, s_hw, d_hw, pads, (n_batch, c_in) + out_hw
 
 
-def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
                out=None):
     """2-D max pooling of (N, C, H, W) arrays (``torch.nn.functional.max_pool2d``).
 
@@ -161,8 +161,8 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     return (out, indices) if return_indices else out
 
 
-def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
-               divisor_override=None, out=None):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
+               divisor_override=None, *, out=None):
     """2-D average pooling of (N, C, H, W) arrays (``torch.nn.functional.avg_pool2d``).
 
     Parameters
@@ -287,7 +287,7 @@ def _adaptive(fn, x, output_size, mode, return_indices, out):
     return (out, indices) if return_indices else out
 
 
-def adaptive_max_pool2d(x, output_size, *, return_indices=False, out=None):
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, out=None):
     """Adaptive 2-D max pooling to a fixed (OH, OW) (``torch.nn.functional.adaptive_max_pool2d``).
 
     Parameters
@@ -356,7 +356,7 @@ def _paper_level_bins(fn, level, in_hw):
     return tuple(result)
 
 
-def spatial_pyramid_pool2d(x, levels=(1, 2, 4), *, mode="max", rule="adaptive", out=None):
+def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, rule="adaptive", out=None):
     """Spatial pyramid pooling (He et al. 2014): a fixed-length (N, C * sum(l_h * l_w)) vector per image.
 
     Parameters

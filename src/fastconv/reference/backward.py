@@ -206,7 +206,7 @@ def _linear_pool_adjoint(grad_out, x, forward):
     return np.einsum("ncq,pq->ncp", g, jac).reshape(n_batch, c, ih, iw)
 
 
-def max_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                         indices=None):
     """Reference :func:`fastconv.max_pool2d_backward`: route each gradient to its window's maximum.
 
@@ -224,7 +224,7 @@ def max_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, dil
     return _route(grad_out, idx, x.shape).astype(common_dtype(grad_out, x))
 
 
-def avg_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
+def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=None, divisor_override=None):
     """Reference :func:`fastconv.avg_pool2d_backward`: the transposed Jacobian of the reference forward.
 
@@ -241,7 +241,7 @@ def avg_pool2d_backward(grad_out, x, kernel_size, *, stride=None, padding=0, cei
     return _linear_pool_adjoint(grad_out, x, forward).astype(common_dtype(grad_out, x))
 
 
-def adaptive_max_pool2d_backward(grad_out, x, output_size, *, indices=None):
+def adaptive_max_pool2d_backward(grad_out, x, output_size, indices=None):
     """Reference :func:`fastconv.adaptive_max_pool2d_backward`."""
     _, idx = _pool.adaptive_max_pool2d(x, output_size, return_indices=True)
     _check_grad_shape("adaptive_max_pool2d_backward", grad_out, idx.shape)
@@ -279,7 +279,7 @@ def adaptive_avg_pool2d_backward(grad_out, x, output_size):
     return grad_x.astype(common_dtype(grad_out, x))
 
 
-def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), *, mode="max", rule="adaptive"):
+def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), mode="max", *, rule="adaptive"):
     """Reference :func:`fastconv.spatial_pyramid_pool2d_backward`: the sum of the per-level pool gradients."""
     n_batch, c, ih, iw = x.shape
     pairs = [_pool._pair(level) for level in levels]

@@ -84,7 +84,7 @@ def _max_and_index(vals, flat):
     return value, np.asarray(flat, dtype=np.int64)[pick]
 
 
-def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Reference :func:`fastconv.max_pool2d` (same arguments and results)."""
     x = np.asarray(x)
     n_batch, c_in, ih, iw = x.shape
@@ -105,7 +105,7 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     return (out, idx) if return_indices else out
 
 
-def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=None,
                divisor_override=None):
     """Reference :func:`fastconv.avg_pool2d`: float64 window sums divided by PyTorch's divisor.
 
@@ -168,7 +168,7 @@ def _pool_bins(x, row_bins, col_bins, mode):
     return out.astype(x.dtype), idx
 
 
-def adaptive_max_pool2d(x, output_size, *, return_indices=False):
+def adaptive_max_pool2d(x, output_size, return_indices=False):
     """Reference :func:`fastconv.adaptive_max_pool2d`."""
     x = np.asarray(x)
     oh, ow = _output_size(output_size, x.shape[2:])
@@ -183,7 +183,7 @@ def adaptive_avg_pool2d(x, output_size):
     return _pool_bins(x, _bins(x.shape[2], oh), _bins(x.shape[3], ow), "avg")[0]
 
 
-def spatial_pyramid_pool2d(x, levels=(1, 2, 4), *, mode="max", rule="adaptive"):
+def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, rule="adaptive"):
     """Reference :func:`fastconv.spatial_pyramid_pool2d`: concatenated flattened per-level pools.
 
     ``rule="adaptive"``: adaptive pooling per level. ``rule="paper"``: the paper's pooling, i.e. a
