@@ -60,3 +60,29 @@ def assert_close():
 def conv2d_ref64():
     """The float64 reference conv2d (see :func:`reference_conv2d_f64`)."""
     return reference_conv2d_f64
+
+
+# Finite differences, shared by the backward, layer and loss tests (float64).
+FD_EPS = 1e-6
+FD_TOL = dict(rtol=1e-6, atol=1e-7)
+
+
+def numeric_grad(loss, arr, eps=FD_EPS):
+    """Central differences ``(loss(a + eps e_i) - loss(a - eps e_i)) / (2 eps)`` for every element of
+    ``arr`` (modified in place and restored)."""
+    grad = np.empty_like(arr)
+    flat, gflat = arr.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        keep = flat[i]
+        flat[i] = keep + eps
+        up = loss()
+        flat[i] = keep - eps
+        down = loss()
+        flat[i] = keep
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def distinct(rng, shape):
+    """Values with gaps >= 0.01 between any two (no ties: max pooling is differentiable there)."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + rng.uniform(0, 1e-3, shape)) - 1.0

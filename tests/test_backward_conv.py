@@ -9,25 +9,9 @@ from hypothesis import given, settings, strategies as st
 import fastconv
 import fastconv.backward
 import fastconv.reference as ref
-from conftest import assert_close_to
-
-EPS = 1e-6
-FD_TOL = dict(rtol=1e-6, atol=1e-7)
+from conftest import FD_TOL, assert_close_to, numeric_grad
 
 
-def numeric_grad(loss, arr):
-    """Central differences of ``loss()`` w.r.t. every element of ``arr`` (modified in place, restored)."""
-    grad = np.empty_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + EPS
-        up = loss()
-        flat[i] = keep - EPS
-        down = loss()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * EPS)
-    return grad
 
 
 CONV_CASES = {

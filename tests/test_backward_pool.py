@@ -8,30 +8,10 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 import fastconv.reference as ref
-from conftest import assert_close_to
-
-EPS = 1e-6
-FD_TOL = dict(rtol=1e-6, atol=1e-7)
+from conftest import FD_TOL, assert_close_to, distinct, numeric_grad
 
 
-def numeric_grad(loss, arr):
-    """Central differences of ``loss()`` w.r.t. every element of ``arr`` (modified in place, restored)."""
-    grad = np.empty_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + EPS
-        up = loss()
-        flat[i] = keep - EPS
-        down = loss()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * EPS)
-    return grad
 
-
-def distinct(rng, shape):
-    """Values with gaps >= 0.01 between any two (no ties: max pooling is differentiable there)."""
-    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + rng.uniform(0, 1e-3, shape)) - 1.0
 
 
 def check_fd(forward, backward, x, rng):

@@ -8,6 +8,7 @@ import pytest
 
 import fastconv
 import fastconv.reference
+from conftest import numeric_grad as _numeric_grad
 from fastconv import nn
 
 # (id, factory(ops, rng), input shape). Small shapes: finite differences cost 2 forwards per element.
@@ -45,19 +46,6 @@ LAYERS = [
 ]
 IDS = [name for name, _, _ in LAYERS]
 
-
-def _numeric_grad(loss, arr, eps=1e-6):
-    """Central differences of ``loss()`` w.r.t. every element of ``arr`` (modified and restored in place)."""
-    grad = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        up = loss()
-        arr[i] = old - eps
-        down = loss()
-        arr[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("name, make, shape", LAYERS, ids=IDS)

@@ -5,21 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from conftest import numeric_grad as _numeric_grad
 from fastconv import nn
 from fastconv.nn.optim import SGD, Adam
 
-
-def _numeric_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
 
 
 def test_softmax_cross_entropy_hand_value():

@@ -6,29 +6,10 @@ import numpy as np
 import pytest
 
 import fastconv.reference as ref
-
-EPS = 1e-6
-FD_TOL = dict(rtol=1e-6, atol=1e-7)
+from conftest import FD_TOL, distinct, numeric_grad
 
 
-def numeric_grad(loss, arr):
-    """Central differences ``(loss(a + eps e_i) - loss(a - eps e_i)) / (2 eps)`` for every element of ``arr``."""
-    grad = np.empty_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + EPS
-        up = loss()
-        flat[i] = keep - EPS
-        down = loss()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * EPS)
-    return grad
 
-
-def distinct(rng, shape):
-    """Values with gaps >= 0.01 between any two (no ties: max pooling is differentiable there)."""
-    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + rng.uniform(0, 1e-3, shape)) - 1.0
 
 
 # ------------------------------------------------------------------------------------------------------
