@@ -224,22 +224,27 @@ def test_conv2d_doctest_example():
                                       9 * centres)
 
 
+@pytest.mark.parametrize("layout", ["per-image", "folded"])
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
-def test_im2col_batch_chunks_match_reference(images_per_chunk, monkeypatch, rng, conv2d_ref64, assert_close):
-    # Shrink the documented workspace budget so the batch of 5 is unfolded in chunks (2 + 2 + 1, or 1 x 5).
+def test_im2col_batch_chunks_match_reference(images_per_chunk, layout, monkeypatch, rng, conv2d_ref64,
+                                             assert_close):
+    # Shrink the documented workspace budget so the batch of 5 is unfolded in chunks (2 + 2 + 1, or 1 x 5),
+    # in both column layouts (per-image GEMMs for large maps, one folded GEMM for small maps).
     import fastconv.dispatch
 
     x, w, b = _inputs(rng, (5, 3, 8, 7), (4, 3, 3, 2), True, np.float64)
     per_image = 3 * 3 * 2 * 8 * 7 * 8  # rows (C*kH*kW) x columns (OH*OW) x itemsize, 'same' padding
     monkeypatch.setattr(fastconv.dispatch, "IM2COL_WORKSPACE_BYTES", images_per_chunk * per_image)
+    monkeypatch.setattr(fastconv.conv, "IM2COL_FOLD_BATCH_POSITIONS", 0 if layout == "per-image" else 10**9)
+    name, image_axis = ("im2col", 0) if layout == "per-image" else ("im2col_rows", 1)
     chunk_sizes = []
-    real_im2col = fastconv.conv.im2col
+    real_kernel = getattr(fastconv.conv, name)
 
-    def counting_im2col(xp, col, *args):
-        chunk_sizes.append(col.shape[0])
-        return real_im2col(xp, col, *args)
+    def counting_kernel(xp, col, *args):
+        chunk_sizes.append(col.shape[image_axis])
+        return real_kernel(xp, col, *args)
 
-    monkeypatch.setattr(fastconv.conv, "im2col", counting_im2col)
+    monkeypatch.setattr(fastconv.conv, name, counting_kernel)
     out = fastconv.conv2d(x, w, b, padding="same", padding_mode="replicate", algo="im2col")
     assert_close(out, conv2d_ref64(x, w, b, padding="same", padding_mode="replicate"))
     assert chunk_sizes == ([1] * 5 if images_per_chunk == 1 else [2, 2, 1])

@@ -18,7 +18,8 @@ the gradients with respect to the inputs. Formulas, race-freedom strategy and ti
 import numba
 import numpy as np
 
-from ._kernels.backward_conv import grad_weight_direct, im2col_rows
+from ._kernels.backward_conv import grad_weight_direct
+from ._kernels.im2col import im2col_rows
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel
 from ._validate import as_kernel_array, check_array, check_choice, common_dtype, is_int
 from .blas import matmul

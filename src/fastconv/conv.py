@@ -3,11 +3,11 @@
 import numpy as np
 
 from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
-from ._kernels.im2col import im2col
+from ._kernels.im2col import im2col, im2col_rows
 from .blas import matmul
 from ._validate import as_kernel_array, as_pair, check_array, check_int, check_out, common_dtype
 from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
-from .dispatch import DIRECT_OB8_MIN_CHANNELS, Conv2dProblem, choose_conv2d_algo
+from .dispatch import DIRECT_OB8_MIN_CHANNELS, IM2COL_FOLD_BATCH_POSITIONS, Conv2dProblem, choose_conv2d_algo
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import serial_if_small
@@ -138,11 +138,22 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
     else:
         xp = pad_nchw(x, problem.pads, padding_mode, dtype)
         chunk = problem.im2col_batch_chunk()
-        col = np.empty((chunk, problem.c_in * kh * kw, oh * ow), dtype=dtype)
+        positions = oh * ow
+        k_rows = problem.c_in * kh * kw
+        col_buf = np.empty(k_rows * chunk * positions, dtype=dtype)
         (sh, sw), (dh, dw) = problem.stride, problem.dilation
         for n0 in range(0, n_batch, chunk):
             m = min(chunk, n_batch - n0)
-            im2col(xp, col[:m], n0, kh, kw, sh, sw, dh, dw, oh, ow)
-            matmul(wmat, col[:m].reshape(m, groups, k_per_group, oh * ow), out=out4[n0:n0 + m])
+            if positions < IM2COL_FOLD_BATCH_POSITIONS:
+                # Small maps: one GEMM per group over the whole chunk, then one transposing copy,
+                # instead of m tiny GEMMs.
+                cols = col_buf[:k_rows * m * positions].reshape(k_rows, m, positions)
+                im2col_rows(xp, cols, n0, kh, kw, sh, sw, dh, dw, oh, ow)
+                res = matmul(wmat, cols.reshape(groups, k_per_group, m * positions))
+                out4[n0:n0 + m] = res.reshape(groups, o_per_group, m, positions).transpose(2, 0, 1, 3)
+            else:
+                cols = col_buf[:k_rows * m * positions].reshape(m, k_rows, positions)
+                im2col(xp, cols, n0, kh, kw, sh, sw, dh, dw, oh, ow)
+                matmul(wmat, cols.reshape(m, groups, k_per_group, positions), out=out4[n0:n0 + m])
     if bias is not None:
         out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)

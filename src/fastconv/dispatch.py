@@ -16,6 +16,10 @@ CONV2D_ALGOS = ("auto", "direct", "im2col")
 # dominating and to keep memory bounded.
 IM2COL_WORKSPACE_BYTES = 32 * 2**20
 
+# Below this many output positions per image, im2col does one GEMM per group over the whole batch
+# chunk (then a transposing copy into the result) instead of one small GEMM per image.
+IM2COL_FOLD_BATCH_POSITIONS = 256
+
 # Output channels per group below which the 8-channel register block of the direct kernel would be
 # mostly padding, so the one-channel kernel is used (depthwise convolutions). L7 (depthwise 3x3):
 # direct 5.0-5.6 GFLOP/s vs im2col 2.1-2.8.

@@ -7,7 +7,7 @@ Index algebra (done once here). For conv2d with a padded input ``xp`` (N, C, Hp,
 
 Two ways to evaluate it:
 
-* GEMM (the wrapper, BLAS): :func:`im2col_rows` unfolds a batch chunk of ``xp`` into columns laid out
+* GEMM (the wrapper, BLAS): ``fastconv._kernels.im2col.im2col_rows`` unfolds a batch chunk of ``xp`` into columns laid out
   ``col[(c * kh + ky) * kw + kx, i, oy * OW + ox] = xp[n0 + i, c, oy*sh + ky*dh, ox*sw + kx*dw]``, i.e. each
   (channel, tap) row holds all ``m * OH * OW`` positions of the chunk contiguously. Per group,
   ``grad_weight[gr] += g_chunk[gr] (og, m*OH*OW) @ col[gr].T (m*OH*OW, cg*kh*kw)``: the batch folds into the
@@ -15,8 +15,7 @@ Two ways to evaluate it:
 * Direct (:func:`grad_weight_direct`), for few channels per group (depthwise), where the GEMMs would be
   thin: each weight entry is one dot product over (n, oy, ox).
 
-Parallel ownership: ``im2col_rows`` -> one ``prange`` iteration = one (row, image) slice of ``col``;
-``grad_weight_direct`` -> one iteration = one weight entry ``(o, c, ky, kx)``, summed serially in (n, oy, ox)
+Parallel ownership: ``grad_weight_direct`` -> one iteration = one weight entry ``(o, c, ky, kx)``, summed serially in (n, oy, ox)
 order. No iteration writes memory another touches; sums run in a fixed order: bit-identical results for any
 thread count.
 
@@ -28,33 +27,6 @@ Contract (caller guarantees): arrays C-contiguous, writeable, one float dtype (f
 from numba import prange
 
 from .._jit import parallel_kernel
-
-
-@parallel_kernel
-def im2col_rows(xp, col, n0, kh, kw, sh, sw, dh, dw, oh, ow):
-    """``col[(c*kh + ky)*kw + kx, i, oy*ow + ox] = xp[n0 + i, c, oy*sh + ky*dh, ox*sw + kx*dw]``.
-
-    Ownership: iteration = (row k, image i) of ``col``.
-    """
-    rows, nb, _ = col.shape
-    for task in prange(rows * nb):
-        k = task // nb
-        i = task % nb
-        c = k // (kh * kw)
-        ky = (k // kw) % kh
-        kx = k % kw
-        src = xp[n0 + i, c]
-        dst = col[k, i]
-        x0 = kx * dw
-        for oy in range(oh):
-            row = src[oy * sh + ky * dh]
-            base = oy * ow
-            if sw == 1:
-                for ox in range(ow):
-                    dst[base + ox] = row[x0 + ox]
-            else:
-                for ox in range(ow):
-                    dst[base + ox] = row[x0 + ox * sw]
 
 
 @parallel_kernel
