@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel, parallel_kernel
+from .tap_accumulate import accumulate_taps_1, accumulate_taps_4
 
 OB = 8  # output channels per register block (two halves of 4)
 TILE = 512  # virtual positions per work item: 8 x 512 accumulators = 16 KiB (float32)
@@ -82,29 +83,8 @@ def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
         w_blk = wpk[g, blk]
         first_plane = g * planes_per_group
         for half in range(2):
-            j0 = 4 * half
-            a0 = acc[j0]
-            a1 = acc[j0 + 1]
-            a2 = acc[j0 + 2]
-            a3 = acc[j0 + 3]
-            for t in range(0, n_taps, 3):
-                xs0 = planes[first_plane + tap_plane[t], p0 + tap_off[t]:]
-                xs1 = planes[first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
-                xs2 = planes[first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
-                w0 = w_blk[t]
-                w1 = w_blk[t + 1]
-                w2 = w_blk[t + 2]
-                w00, w01, w02, w03 = w0[j0], w0[j0 + 1], w0[j0 + 2], w0[j0 + 3]
-                w10, w11, w12, w13 = w1[j0], w1[j0 + 1], w1[j0 + 2], w1[j0 + 3]
-                w20, w21, w22, w23 = w2[j0], w2[j0 + 1], w2[j0 + 2], w2[j0 + 3]
-                for p in range(plen):
-                    v0 = xs0[p]
-                    v1 = xs1[p]
-                    v2 = xs2[p]
-                    a0[p] += w00 * v0 + w10 * v1 + w20 * v2
-                    a1[p] += w01 * v0 + w11 * v1 + w21 * v2
-                    a2[p] += w02 * v0 + w12 * v1 + w22 * v2
-                    a3[p] += w03 * v0 + w13 * v1 + w23 * v2
+            accumulate_taps_4(acc, 4 * half, planes, first_plane, tap_plane, tap_off, 0, n_taps, p0, w_blk,
+                              plen)
         _store_tile(acc, out, bias, g * o_per_group + blk * OB, min(OB, o_per_group - blk * OB),
                     p0, plen, row_len, rows)
 
@@ -128,16 +108,5 @@ def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
         p0 = tile * TILE
         plen = min(TILE, npos - p0)
         acc = np.zeros((1, TILE), dtype=out.dtype)
-        a0 = acc[0]
-        w_o = wpk[g, j]
-        first_plane = g * planes_per_group
-        for t in range(0, n_taps, 3):
-            xs0 = planes[first_plane + tap_plane[t], p0 + tap_off[t]:]
-            xs1 = planes[first_plane + tap_plane[t + 1], p0 + tap_off[t + 1]:]
-            xs2 = planes[first_plane + tap_plane[t + 2], p0 + tap_off[t + 2]:]
-            w0 = w_o[t, 0]
-            w1 = w_o[t + 1, 0]
-            w2 = w_o[t + 2, 0]
-            for p in range(plen):
-                a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
+        accumulate_taps_1(acc, planes, g * planes_per_group, tap_plane, tap_off, 0, n_taps, p0, wpk[g, j], plen)
         _store_tile(acc, out, bias, g * o_per_group + j, acc.shape[0], p0, plen, row_len, rows)

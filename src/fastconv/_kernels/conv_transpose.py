@@ -35,6 +35,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel, parallel_kernel
+from .tap_accumulate import accumulate_taps_1, accumulate_taps_4
 
 OB = 8  # output channels per register block (two halves of 4)
 
@@ -104,33 +105,11 @@ def conv_transpose_phases_ob8(planes, phase_geom, tap_start, tap_chan, tap_off, 
         n_rows = min(OB, og - blk * OB)
         acc = np.zeros((OB, tile), dtype=out.dtype)
         w_blk = wpk[g, blk]
-        first = g * cg
         for half in range(2):
-            j0 = 4 * half
-            if j0 >= n_rows:
+            if 4 * half >= n_rows:
                 break
-            a0 = acc[j0]
-            a1 = acc[j0 + 1]
-            a2 = acc[j0 + 2]
-            a3 = acc[j0 + 3]
-            for t in range(tap_start[f], tap_start[f + 1], 3):
-                xs0 = planes[first + tap_chan[t], base + tap_off[t]:]
-                xs1 = planes[first + tap_chan[t + 1], base + tap_off[t + 1]:]
-                xs2 = planes[first + tap_chan[t + 2], base + tap_off[t + 2]:]
-                w0 = w_blk[t]
-                w1 = w_blk[t + 1]
-                w2 = w_blk[t + 2]
-                w00, w01, w02, w03 = w0[j0], w0[j0 + 1], w0[j0 + 2], w0[j0 + 3]
-                w10, w11, w12, w13 = w1[j0], w1[j0 + 1], w1[j0 + 2], w1[j0 + 3]
-                w20, w21, w22, w23 = w2[j0], w2[j0 + 1], w2[j0 + 2], w2[j0 + 3]
-                for p in range(plen):
-                    v0 = xs0[p]
-                    v1 = xs1[p]
-                    v2 = xs2[p]
-                    a0[p] += w00 * v0 + w10 * v1 + w20 * v2
-                    a1[p] += w01 * v0 + w11 * v1 + w21 * v2
-                    a2[p] += w02 * v0 + w12 * v1 + w22 * v2
-                    a3[p] += w03 * v0 + w13 * v1 + w23 * v2
+            accumulate_taps_4(acc, 4 * half, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1],
+                              base, w_blk, plen)
         _store_phase_tile(acc, out, bias, n_first, g * og + blk * OB, n_rows, p0, plen, plane_len, row_len,
                           phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
 
@@ -167,18 +146,8 @@ def conv_transpose_phases_ob1(planes, phase_geom, tap_start, tap_chan, tap_off, 
         plen = min(tile, npos - p0)
         base = n_first * plane_len + p0
         acc = np.zeros((1, tile), dtype=out.dtype)
-        a0 = acc[0]
-        w_o = wpk[g, j]
-        first = g * cg
-        for t in range(tap_start[f], tap_start[f + 1], 3):
-            xs0 = planes[first + tap_chan[t], base + tap_off[t]:]
-            xs1 = planes[first + tap_chan[t + 1], base + tap_off[t + 1]:]
-            xs2 = planes[first + tap_chan[t + 2], base + tap_off[t + 2]:]
-            w0 = w_o[t, 0]
-            w1 = w_o[t + 1, 0]
-            w2 = w_o[t + 2, 0]
-            for p in range(plen):
-                a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
+        accumulate_taps_1(acc, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1], base, wpk[g, j],
+                          plen)
         _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
                           phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
 
