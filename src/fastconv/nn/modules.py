@@ -28,6 +28,7 @@ import numpy as np
 from .. import shapes
 from ..blas import matmul
 from .._validate import as_pair, check_choice, check_int, is_int
+from ..padding import PADDING_MODES
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -184,6 +185,32 @@ def _global_receptive(r_hw, j_hw, map_hw):
     return r_hw, j_hw, (1, 1)
 
 
+def _set_conv_geometry(layer, fn, in_channels, out_channels, kernel_size, stride, dilation, groups):
+    """Validate and store the arguments Conv2d and ConvTranspose2d share."""
+    layer.in_channels = check_int(fn, "in_channels", in_channels, 1)
+    layer.out_channels = check_int(fn, "out_channels", out_channels, 1)
+    layer.kernel_size = as_pair(fn, "kernel_size", kernel_size, 1)
+    layer.stride = as_pair(fn, "stride", stride, 1)
+    layer.dilation = as_pair(fn, "dilation", dilation, 1)
+    layer.groups = check_int(fn, "groups", groups, 1)
+    if layer.in_channels % layer.groups or layer.out_channels % layer.groups:
+        raise ValueError(f"{fn}: groups must divide in_channels ({in_channels}) and out_channels "
+                         f"({out_channels}), got {groups}")
+
+
+def _init_conv_params(layer, fn, weight_shape, bias, dtype, rng):
+    """PyTorch's default init: weight then bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    ``fan_in = weight.shape[1] * kH * kW`` for both layers, as PyTorch computes it (for a transposed conv
+    that is ``out_channels / groups * kH * kW``).
+    """
+    dtype, rng = _float_dtype(fn, dtype), as_rng(rng)
+    bound = 1.0 / math.sqrt(weight_shape[1] * weight_shape[2] * weight_shape[3])
+    layer.weight = _uniform(rng, bound, weight_shape, dtype)
+    layer.bias = _uniform(rng, bound, (layer.out_channels,), dtype) if bias else None
+    layer.zero_grad()
+
+
 class Conv2d(Module):
     """2-D convolution layer (``torch.nn.Conv2d``): weight ``(O, C_in / groups, kH, kW)``, bias ``(O,)``.
 
@@ -196,25 +223,11 @@ class Conv2d(Module):
                  bias=True, padding_mode="zeros", *, dtype=np.float32, rng=None, ops=None):
         super().__init__(ops)
         fn = "Conv2d"
-        self.in_channels = check_int(fn, "in_channels", in_channels, 1)
-        self.out_channels = check_int(fn, "out_channels", out_channels, 1)
-        self.kernel_size = as_pair(fn, "kernel_size", kernel_size, 1)
-        self.stride = as_pair(fn, "stride", stride, 1)
-        self.dilation = as_pair(fn, "dilation", dilation, 1)
-        self.groups = check_int(fn, "groups", groups, 1)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{fn}: groups must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels}), got {groups}")
+        _set_conv_geometry(self, fn, in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.padding = padding
-        self.padding_mode = check_choice(fn, "padding_mode", padding_mode, ("zeros", "reflect", "replicate",
-                                                                             "circular"))
-        dtype, rng = _float_dtype(fn, dtype), as_rng(rng)
-        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        self.weight = _uniform(rng, bound, (self.out_channels, self.in_channels // self.groups)
-                               + self.kernel_size, dtype)
-        self.bias = _uniform(rng, bound, (self.out_channels,), dtype) if bias else None
-        self.zero_grad()
+        self.padding_mode = check_choice(fn, "padding_mode", padding_mode, PADDING_MODES)
+        weight_shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        _init_conv_params(self, fn, weight_shape, bias, dtype, rng)
 
     def _options(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
@@ -271,25 +284,11 @@ class ConvTranspose2d(Module):
                  bias=True, dilation=1, *, dtype=np.float32, rng=None, ops=None):
         super().__init__(ops)
         fn = "ConvTranspose2d"
-        self.in_channels = check_int(fn, "in_channels", in_channels, 1)
-        self.out_channels = check_int(fn, "out_channels", out_channels, 1)
-        self.kernel_size = as_pair(fn, "kernel_size", kernel_size, 1)
-        self.stride = as_pair(fn, "stride", stride, 1)
-        self.dilation = as_pair(fn, "dilation", dilation, 1)
+        _set_conv_geometry(self, fn, in_channels, out_channels, kernel_size, stride, dilation, groups)
         self.output_padding = as_pair(fn, "output_padding", output_padding, 0)
-        self.groups = check_int(fn, "groups", groups, 1)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{fn}: groups must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels}), got {groups}")
         self.padding = padding
-        dtype, rng = _float_dtype(fn, dtype), as_rng(rng)
-        # PyTorch's fan_in for a transposed conv is weight.shape[1] * kH * kW = out_channels / groups * kH * kW.
-        fan_in = self.out_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        self.weight = _uniform(rng, bound, (self.in_channels, self.out_channels // self.groups)
-                               + self.kernel_size, dtype)
-        self.bias = _uniform(rng, bound, (self.out_channels,), dtype) if bias else None
-        self.zero_grad()
+        weight_shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        _init_conv_params(self, fn, weight_shape, bias, dtype, rng)
 
     def _options(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
