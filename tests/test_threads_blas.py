@@ -56,7 +56,7 @@ def test_blas_matmul_equals_numpy(shape):
 
 @pytest.mark.skipif(not blas.blas_available(), reason="numpy is not built with OpenBLAS here")
 def test_blas_thread_count_is_restored():
-    _, getter = blas._OPENBLAS
+    _, getter = blas._openblas()
     before = getter()
     blas.matmul(np.ones((4, 4)), np.ones((4, 4)))
     assert getter() == before

@@ -45,13 +45,21 @@ def _find_openblas():
     return None
 
 
-np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure numpy's BLAS is loaded before looking for it
-_OPENBLAS = _find_openblas()
+_UNSET = object()
+_OPENBLAS = _UNSET  # found on first use, not at import
+
+
+def _openblas():
+    """The cached (setter, getter) pair, looked up on first use (numpy has loaded its BLAS by then)."""
+    global _OPENBLAS
+    if _OPENBLAS is _UNSET:
+        _OPENBLAS = _find_openblas()
+    return _OPENBLAS
 
 
 def blas_available():
     """True when fastconv can set the BLAS thread count (numpy built with OpenBLAS)."""
-    return _OPENBLAS is not None
+    return _openblas() is not None
 
 
 def matmul(a, b, out=None):
@@ -59,7 +67,7 @@ def matmul(a, b, out=None):
     flops = 2.0 * a.shape[-2] * a.shape[-1] * b.shape[-1]
     for dim in np.broadcast_shapes(a.shape[:-2], b.shape[:-2]):
         flops *= dim
-    if _OPENBLAS is None or flops >= SMALL_GEMM_FLOPS:
+    if flops >= SMALL_GEMM_FLOPS or _openblas() is None:
         return np.matmul(a, b, out=out)
     setter, getter = _OPENBLAS
     with _LOCK:
