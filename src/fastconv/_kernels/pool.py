@@ -281,6 +281,18 @@ def max_pool2d_indices_kernel(x, out, indices, kh, kw, sh, sw, dh, dw, top, left
                             irow[ox_lo + j] = iy * iw + ix
 
 
+@kernel
+def _bin_row(r, c, row_bins, row_level, levels):
+    """Geometry of bin row ``r`` for channel ``c`` (SPP layout, see the module notes):
+    ``(y_lo, y_hi, col_off, lw, dst)`` -- its input rows, the level's first bin column and width, and
+    the output offset of its first bin."""
+    lv = row_level[r]
+    lh = levels[lv, 1]
+    lw = levels[lv, 3]
+    dst = levels[lv, 4] + c * lh * lw + (r - levels[lv, 0]) * lw
+    return row_bins[r, 0], row_bins[r, 1], levels[lv, 2], lw, dst
+
+
 @parallel_kernel
 def bin_max_kernel(x, row_bins, col_bins, row_level, levels, out, row_blocks):
     """Max over explicit bins, SPP layout (see the module notes); NaN propagates.
@@ -307,13 +319,7 @@ def bin_max_kernel(x, row_bins, col_bins, row_level, levels, out, row_blocks):
         xs = xf[p]
         orow = out[n]
         for r in range(r_lo, min(r_lo + rows_per, n_rows)):
-            lv = row_level[r]
-            lh = levels[lv, 1]
-            col_off = levels[lv, 2]
-            lw = levels[lv, 3]
-            dst = levels[lv, 4] + c * lh * lw + (r - levels[lv, 0]) * lw
-            y_lo = row_bins[r, 0]
-            y_hi = row_bins[r, 1]
+            y_lo, y_hi, col_off, lw, dst = _bin_row(r, c, row_bins, row_level, levels)
             for j in range(lw):
                 x_lo = col_bins[col_off + j, 0]
                 x_hi = col_bins[col_off + j, 1]
@@ -344,13 +350,7 @@ def bin_avg_kernel(x, row_bins, col_bins, row_level, levels, out, row_blocks):
         xs = xf[p]
         orow = out[n]
         for r in range(r_lo, min(r_lo + rows_per, n_rows)):
-            lv = row_level[r]
-            lh = levels[lv, 1]
-            col_off = levels[lv, 2]
-            lw = levels[lv, 3]
-            dst = levels[lv, 4] + c * lh * lw + (r - levels[lv, 0]) * lw
-            y_lo = row_bins[r, 0]
-            y_hi = row_bins[r, 1]
+            y_lo, y_hi, col_off, lw, dst = _bin_row(r, c, row_bins, row_level, levels)
             for j in range(lw):
                 x_lo = col_bins[col_off + j, 0]
                 x_hi = col_bins[col_off + j, 1]
@@ -378,13 +378,7 @@ def bin_max_indices_kernel(x, row_bins, col_bins, row_level, levels, out, indice
         orow = out[n]
         irow = indices[n]
         for r in range(r_lo, min(r_lo + rows_per, n_rows)):
-            lv = row_level[r]
-            lh = levels[lv, 1]
-            col_off = levels[lv, 2]
-            lw = levels[lv, 3]
-            dst = levels[lv, 4] + c * lh * lw + (r - levels[lv, 0]) * lw
-            y_lo = row_bins[r, 0]
-            y_hi = row_bins[r, 1]
+            y_lo, y_hi, col_off, lw, dst = _bin_row(r, c, row_bins, row_level, levels)
             for j in range(lw):
                 x_lo = col_bins[col_off + j, 0]
                 x_hi = col_bins[col_off + j, 1]
