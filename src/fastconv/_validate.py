@@ -97,3 +97,16 @@ def check_out(fn, out, shape, dtype, inputs):
         if a is not None and np.may_share_memory(out, a):
             raise ValueError(f"{fn}: out must not overlap an input array; pass a separate buffer")
     return out
+
+
+def conv_shapes_and_steps(fn, x_shape, weight_shape, weight_layout, groups, stride, dilation,
+                          x_layout="(N, C, H, W)"):
+    """The checks conv2d and conv_transpose2d share: 4-D shapes as ints, ``groups``, and the
+    ``stride`` / ``dilation`` pairs. Returns ``(x_shape, weight_shape, groups, stride, dilation)``."""
+    if len(x_shape) != 4:
+        raise ValueError(f"{fn}: x must be 4-D {x_layout}, got shape {x_shape}")
+    if len(weight_shape) != 4:
+        raise ValueError(f"{fn}: weight must be 4-D {weight_layout}, got shape {weight_shape}")
+    return (tuple(int(v) for v in x_shape), tuple(int(v) for v in weight_shape),
+            check_int(fn, "groups", groups, 1), as_pair(fn, "stride", stride, 1),
+            as_pair(fn, "dilation", dilation, 1))

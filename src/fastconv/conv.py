@@ -5,7 +5,7 @@ import numpy as np
 from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
 from ._kernels.im2col import im2col, im2col_rows
 from .blas import matmul
-from ._validate import as_kernel_array, as_pair, check_array, check_int, check_out, common_dtype
+from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
 from .dispatch import DIRECT_OB8_MIN_CHANNELS, IM2COL_FOLD_BATCH_POSITIONS, Conv2dProblem, choose_conv2d_algo
 from .padding import check_padding_mode, pad_nchw
@@ -15,15 +15,10 @@ from .threads import serial_if_small
 
 def conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype):
     """Validate shapes and options and return the canonical :class:`Conv2dProblem`."""
-    if len(x_shape) != 4:
-        raise ValueError(f"{fn}: x must be 4-D (N, C, H, W), got shape {x_shape}")
-    if len(weight_shape) != 4:
-        raise ValueError(f"{fn}: weight must be 4-D (O, C/groups, kH, kW), got shape {weight_shape}")
-    n_batch, c_in, ih, iw = (int(v) for v in x_shape)
-    c_out, c_per_group, kh, kw = (int(v) for v in weight_shape)
-    groups = check_int(fn, "groups", groups, 1)
-    stride = as_pair(fn, "stride", stride, 1)
-    dilation = as_pair(fn, "dilation", dilation, 1)
+    x_shape, weight_shape, groups, stride, dilation = conv_shapes_and_steps(
+        fn, x_shape, weight_shape, "(O, C/groups, kH, kW)", groups, stride, dilation)
+    n_batch, c_in, ih, iw = x_shape
+    c_out, c_per_group, kh, kw = weight_shape
     if c_in < 1 or c_out < 1 or kh < 1 or kw < 1:
         raise ValueError(f"{fn}: channels and kernel sizes must be >= 1, got x {x_shape}, weight {weight_shape}")
     if c_in % groups or c_out % groups:

@@ -14,7 +14,8 @@ import numpy as np
 
 from ._kernels.conv_transpose import (OB, col2im_planes, conv_transpose_phases_ob1,
                                       conv_transpose_phases_ob8)
-from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_int, check_out, common_dtype
+from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
+                        conv_shapes_and_steps)
 from .blas import matmul
 from .shapes import transpose_geometry_2d
 from .threads import serial_if_small
@@ -75,15 +76,11 @@ def _output_hw(fn, output_size, n_batch, c_out):
 def conv_transpose2d_problem(fn, x_shape, weight_shape, stride, padding, output_padding, output_size,
                              dilation, groups, dtype):
     """Validate shapes and options and return the canonical :class:`ConvTranspose2dProblem`."""
-    if len(x_shape) != 4:
-        raise ValueError(f"{fn}: x must be 4-D (N, C_in, H, W), got shape {x_shape}")
-    if len(weight_shape) != 4:
-        raise ValueError(f"{fn}: weight must be 4-D (C_in, O/groups, kH, kW), got shape {weight_shape}")
-    n_batch, c_in, ih, iw = (int(v) for v in x_shape)
-    c_w, og, kh, kw = (int(v) for v in weight_shape)
-    groups = check_int(fn, "groups", groups, 1)
-    stride = as_pair(fn, "stride", stride, 1)
-    dilation = as_pair(fn, "dilation", dilation, 1)
+    x_shape, weight_shape, groups, stride, dilation = conv_shapes_and_steps(
+        fn, x_shape, weight_shape, "(C_in, O/groups, kH, kW)", groups, stride, dilation,
+        x_layout="(N, C_in, H, W)")
+    n_batch, c_in, ih, iw = x_shape
+    c_w, og, kh, kw = weight_shape
     if c_in < 1 or og < 1 or kh < 1 or kw < 1 or ih < 1 or iw < 1:
         raise ValueError(
             f"{fn}: channels, spatial sizes and kernel sizes must be >= 1, got x {x_shape}, weight {weight_shape}"
