@@ -77,7 +77,7 @@ def train(images, *, backend="fastconv", dtype="float32", epochs=15, seed=0, bat
             batch = images[order[start:start + batch_size]]
             model.zero_grad()
             loss, grad = mse_loss(model.forward(batch), batch)
-            model.backward(grad)
+            model.backward(grad, input_grad=False)  # the images need no gradient
             opt.step(model.gradients())
             losses.append(loss)
         epoch_seconds.append(time.perf_counter() - start_time)

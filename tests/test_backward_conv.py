@@ -285,3 +285,40 @@ def test_conv_transpose2d_backward_errors():
         fastconv.conv_transpose2d_backward(np.zeros((2, 2, 6, 6)), x, np.zeros((2, 2, 3, 3)))
     with pytest.raises(TypeError, match=r"conv_transpose2d_backward: weight must be float32 or float64"):
         fastconv.conv_transpose2d_backward(np.zeros((2, 2, 6, 6)), x, w.astype(np.int32))
+
+
+MASKS = [(False, True, True), (True, False, False), (False, False, True), (True, True, False)]
+
+
+@pytest.mark.parametrize("ops", [fastconv, ref], ids=["fastconv", "reference"])
+@pytest.mark.parametrize("mask", MASKS, ids=[str(m) for m in MASKS])
+def test_output_mask_skips_gradients_and_keeps_the_others(rng, ops, mask):
+    x, w = _conv_inputs(rng, {})
+    g = rng.standard_normal(fastconv.conv2d(x, w, padding=1, stride=(1, 2)).shape)
+    full = ops.conv2d_backward(g, x, w, padding=1, stride=(1, 2))
+    masked = ops.conv2d_backward(g, x, w, padding=1, stride=(1, 2), output_mask=mask)
+    for wanted, a, b in zip(mask, masked, full):
+        if wanted:
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a is None
+    xt, wt = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 3, 3))
+    gt = rng.standard_normal(fastconv.conv_transpose2d(xt, wt, stride=2).shape)
+    full = ops.conv_transpose2d_backward(gt, xt, wt, stride=2)
+    masked = ops.conv_transpose2d_backward(gt, xt, wt, stride=2, output_mask=mask)
+    for wanted, a, b in zip(mask, masked, full):
+        if wanted:
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a is None
+
+
+@pytest.mark.parametrize("ops", [fastconv, ref], ids=["fastconv", "reference"])
+@pytest.mark.parametrize("bad", [(True, True), [1, 1, 1], "all", None])
+def test_output_mask_errors(ops, bad):
+    x, w, g = np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))
+    with pytest.raises(TypeError, match=r"conv2d_backward: output_mask must be a tuple of three bools "
+                                        r"\(grad_x, grad_weight, grad_bias\), got"):
+        ops.conv2d_backward(g, x, w, output_mask=bad)
+    with pytest.raises(TypeError, match=r"conv_transpose2d_backward: output_mask must be a tuple of three bools"):
+        ops.conv_transpose2d_backward(np.zeros((1, 1, 4, 4)), x, w, output_mask=bad)

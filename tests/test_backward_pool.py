@@ -323,3 +323,44 @@ def test_backward_kernels_compile_at_most_one_signature_per_dtype(rng):
     for kern in (backward_pool.route_max_kernel, backward_pool.box_backward_kernel, im2col_kernels.im2col_rows,
                  backward_conv.grad_weight_direct):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("rule", ["adaptive", "paper"])
+def test_spp_max_backward_equals_the_sum_of_per_level_routes_with_ties_and_nans(rng, dtype, rule):
+    # 3 x 50 = 150 planes: two full plane blocks and a partial one. Integer values make ties common and
+    # every sum exact, so the one-pass kernel must equal the per-level routes bit for bit.
+    x = rng.integers(0, 4, (3, 50, 9, 7)).astype(dtype)
+    x[0, 1, 2, 3] = x[1, 7, 0, 0] = x[1, 7, 8, 6] = x[2, 49, 4, 4] = np.nan
+    levels = (1, 2, 3) if rule == "paper" else (1, 2, 4, (3, 5))
+    out = fastconv.spatial_pyramid_pool2d(x, levels, rule=rule)
+    g = rng.integers(-8, 9, out.shape).astype(dtype)
+    got = fastconv.spatial_pyramid_pool2d_backward(g, x, levels, rule=rule)
+    want, offset = np.zeros_like(x), 0
+    for level in levels:
+        lh, lw = (level, level) if isinstance(level, int) else level
+        block = g[:, offset:offset + 50 * lh * lw].reshape(3, 50, lh, lw)
+        offset += 50 * lh * lw
+        if rule == "paper":
+            (kh, sh), (kw, sw) = (fastconv.shapes.paper_window_stride(9, lh),
+                                  fastconv.shapes.paper_window_stride(7, lw))
+            want += fastconv.max_pool2d_backward(block, x, (kh, kw), stride=(sh, sw))
+        else:
+            want += fastconv.adaptive_max_pool2d_backward(block, x, (lh, lw))
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == dtype
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 numba threads")
+def test_spp_max_backward_bit_identical_across_thread_counts(rng):
+    x = rng.standard_normal((32, 192, 13, 13)).astype(np.float32)  # above the serial threshold
+    g = rng.standard_normal((32, 192 * 21)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fastconv.spatial_pyramid_pool2d_backward(g, x, (1, 2, 4))
+        numba.set_num_threads(2)
+        two = fastconv.spatial_pyramid_pool2d_backward(g, x, (1, 2, 4))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)

@@ -185,3 +185,28 @@ def test_op_errors_surface_from_the_backend():
     # Layers pass arguments through: the op's own message reaches the user unchanged.
     with pytest.raises(ValueError, match="conv2d"):
         nn.Conv2d(3, 2, 3).forward(np.zeros((1, 2, 5, 5), np.float32))
+
+
+@pytest.mark.parametrize("ops", [fastconv, fastconv.reference], ids=["fastconv", "reference"])
+def test_backward_without_input_grad_gives_the_same_parameter_gradients(ops):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 6, 6))
+    g = rng.standard_normal((2, 5))
+
+    def model():
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=1, ops=ops), nn.ReLU(),
+                             nn.MaxPool2d(2, ops=ops), nn.ConvTranspose2d(3, 2, 2, stride=2, dtype=np.float64,
+                                                                          rng=2, ops=ops),
+                             nn.SpatialPyramidPool2d((1, 2), ops=ops), nn.Linear(10, 5, dtype=np.float64, rng=3))
+
+    full, skipped = model(), model()
+    full.forward(x)
+    skipped.forward(x)
+    assert full.backward(g).shape == x.shape
+    assert skipped.backward(g, input_grad=False) is None
+    for a, b in zip(full.gradients(), skipped.gradients()):
+        np.testing.assert_array_equal(a, b)
+    first = nn.Conv2d(2, 3, 3, dtype=np.float64, rng=1, ops=ops)
+    first.forward(x)
+    assert first.backward(rng.standard_normal((2, 3, 4, 4)), input_grad=False) is None
+    assert first.grads["weight"].any()

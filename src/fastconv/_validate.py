@@ -64,6 +64,15 @@ def check_array(fn, name, arr, ndim):
     return arr
 
 
+def check_output_mask(fn, output_mask):
+    """``output_mask`` (grad_x, grad_weight, grad_bias) flags -> a tuple of three bools."""
+    if not (isinstance(output_mask, (tuple, list)) and len(output_mask) == 3
+            and all(isinstance(v, (bool, np.bool_)) for v in output_mask)):
+        raise TypeError(f"{fn}: output_mask must be a tuple of three bools (grad_x, grad_weight, grad_bias), "
+                        f"got {output_mask!r}")
+    return tuple(bool(v) for v in output_mask)
+
+
 def common_dtype(*arrays):
     """The computation dtype: ``np.result_type`` of the (already checked float) inputs."""
     return np.result_type(*[a for a in arrays if a is not None])

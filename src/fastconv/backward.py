@@ -15,20 +15,22 @@ the gradients with respect to the inputs. Formulas, race-freedom strategy and ti
   the window with the forward's divisor. Gather-form kernels in ``fastconv/_kernels/backward_pool.py``.
 """
 
+import functools
+
 import numba
 import numpy as np
 
 from ._kernels.backward_conv import grad_weight_direct
 from ._kernels.im2col import im2col_rows
-from ._kernels.backward_pool import box_backward_kernel, route_max_kernel
-from ._validate import as_kernel_array, check_array, check_choice, common_dtype, is_int
+from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
+from ._validate import as_kernel_array, check_array, check_choice, check_output_mask, common_dtype, is_int
 from .blas import matmul
 from .conv import conv2d, conv2d_problem
 from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
 from .pool import (_adaptive_size, _check_flag, _check_spatial, _paper_level_bins, _spp_levels, _window_args,
                    SPP_MODES, SPP_RULES, adaptive_max_pool2d, max_pool2d)
-from .shapes import adaptive_bins, paper_window_stride
+from .shapes import adaptive_bins
 from .threads import SERIAL_ELEMENTS, serial_if_small
 
 # im2col columns for the weight gradient are built per batch chunk under this many bytes (one image at least).
@@ -37,6 +39,10 @@ GRAD_WEIGHT_WORKSPACE_BYTES = 32 * 2**20
 # Use the direct weight-gradient kernel when (C / groups) * (O / groups) is at most this (depthwise-like):
 # the per-group GEMMs would be (og x m*L) @ (m*L x cg*kh*kw) with tiny og and cg.
 GRAD_WEIGHT_DIRECT_MAX_CHANNELS = 4
+
+# Plane-vectorised pool kernels: planes per block (SIMD lanes x a few) and the per-block buffer budget.
+PLANE_BLOCK = 64
+PLANE_BLOCK_BUFFER_ELEMENTS = 16384
 
 TASKS_PER_THREAD = 4  # pool kernels split planes into row blocks until there are this many tasks per thread
 
@@ -61,6 +67,11 @@ def _row_blocks(planes, rows):
     if planes >= wanted:
         return 1
     return max(1, min(rows, -(-wanted // max(planes, 1))))
+
+
+def _plane_block(cells):
+    """Planes per block for the plane-vectorised kernels: a (cells, block) buffer stays within ~64 KiB."""
+    return max(1, min(PLANE_BLOCK, PLANE_BLOCK_BUFFER_ELEMENTS // max(cells, 1)))
 
 
 def _fold_axis(grad, axis, size, p0, p1, mode):
@@ -144,15 +155,31 @@ def _conv_grad_input(g, w, problem, pads, in_hw):
                             dilation=problem.dilation, groups=groups)
 
 
+def _conv_grad_x(g, w, problem, padding_mode):
+    """conv2d input gradient, folded back through the padding for modes other than "zeros"."""
+    ih, iw = problem.in_hw
+    if padding_mode == "zeros":
+        return _conv_grad_input(g, w, problem, problem.pads, (ih, iw))
+    (top, bottom), (left, right) = problem.pads
+    grad_xp = _conv_grad_input(g, w, problem, ((0, 0), (0, 0)), (ih + top + bottom, iw + left + right))
+    return _fold_axis(_fold_axis(grad_xp, 2, ih, top, bottom, padding_mode), 3, iw, left, right, padding_mode)
+
+
 def _grad_bias(grad_out, dtype):
     return grad_out.sum(axis=(0, 2, 3), dtype=dtype)
+
+
+def _masked(mask, *compute):
+    """``compute[i]()`` where ``mask[i]``, else None: the output_mask of the conv backwards."""
+    return tuple(fn() if wanted else None for wanted, fn in zip(mask, compute))
 
 
 # ---------------------------------------------------------------------------------------------------
 # Convolutions
 # ---------------------------------------------------------------------------------------------------
 
-def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                    output_mask=(True, True, True)):
     """Gradients of :func:`fastconv.conv2d` (cross-correlation, no kernel flip) w.r.t. x, weight and bias.
 
     Parameters
@@ -161,11 +188,14 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     x : ndarray, (N, C, H, W). The forward's input.
     weight : ndarray, (O, C / groups, kH, kW). The forward's filters.
     stride, padding, dilation, groups, padding_mode : as :func:`fastconv.conv2d`.
+    output_mask : three bools, which of (grad_x, grad_weight, grad_bias) to compute (as the ``output_mask`` of
+        torch's ``convolution_backward``); a False entry is returned as None and costs nothing, e.g.
+        ``(False, True, True)`` for a first layer, whose input needs no gradient.
 
     Returns
     -------
     (grad_x, grad_weight, grad_bias) : ndarrays of shapes (N, C, H, W), (O, C / groups, kH, kW), (O,), dtype
-    ``np.result_type(grad_out, x, weight)``.
+    ``np.result_type(grad_out, x, weight)``; None where ``output_mask`` is False.
 
     Notes
     -----
@@ -193,30 +223,24 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     check_array(fn, "grad_out", grad_out, 4)
     check_array(fn, "x", x, 4)
     check_array(fn, "weight", weight, 4)
+    mask = check_output_mask(fn, output_mask)
     dtype = common_dtype(grad_out, x, weight)
     problem = conv2d_problem(fn, x.shape, weight.shape, stride, padding, dilation, groups, dtype)
     check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
     _check_grad_out(fn, grad_out, (problem.n_batch, problem.c_out) + problem.out_hw,
                     f"conv2d of x {x.shape} with weight {weight.shape}")
     if problem.n_batch == 0:
-        return np.zeros(x.shape, dtype), np.zeros(weight.shape, dtype), np.zeros(problem.c_out, dtype)
-    ih, iw = problem.in_hw
-    (top, bottom), (left, right) = problem.pads
+        return _masked(mask, lambda: np.zeros(x.shape, dtype),
+                       lambda: np.zeros(weight.shape, dtype), lambda: np.zeros(problem.c_out, dtype))
     g = grad_out.astype(dtype, copy=False)
-    w = weight.astype(dtype, copy=False)
-    if padding_mode == "zeros":
-        grad_x = _conv_grad_input(g, w, problem, problem.pads, (ih, iw))
-    else:
-        padded = (ih + top + bottom, iw + left + right)
-        grad_xp = _conv_grad_input(g, w, problem, ((0, 0), (0, 0)), padded)
-        grad_x = _fold_axis(_fold_axis(grad_xp, 2, ih, top, bottom, padding_mode), 3, iw, left, right,
-                            padding_mode)
-    grad_w = _conv_grad_weight(x, g, weight.shape, problem, padding_mode, dtype)
-    return grad_x, grad_w, _grad_bias(g, dtype)
+    return _masked(mask,
+                   lambda: _conv_grad_x(g, weight.astype(dtype, copy=False), problem, padding_mode),
+                   lambda: _conv_grad_weight(x, g, weight.shape, problem, padding_mode, dtype),
+                   lambda: _grad_bias(g, dtype))
 
 
 def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, output_padding=0, dilation=1,
-                              groups=1):
+                              groups=1, output_mask=(True, True, True)):
     """Gradients of :func:`fastconv.conv_transpose2d` w.r.t. x, weight and bias.
 
     Parameters
@@ -227,10 +251,12 @@ def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, outpu
     stride, padding, output_padding, dilation, groups : as :func:`fastconv.conv_transpose2d`. The output
     size is taken from these; to differentiate a call that used ``output_size``, pass the equivalent
     ``output_padding`` (the grad_out shape is checked against it).
+    output_mask : three bools, which of (grad_x, grad_weight, grad_bias) to compute; False entries are None.
 
     Returns
     -------
-    (grad_x, grad_weight, grad_bias) of shapes (N, C_in, H, W), (C_in, O / groups, kH, kW), (O,).
+    (grad_x, grad_weight, grad_bias) of shapes (N, C_in, H, W), (C_in, O / groups, kH, kW), (O,); None where
+    ``output_mask`` is False.
 
     Notes
     -----
@@ -251,29 +277,37 @@ def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, outpu
     check_array(fn, "grad_out", grad_out, 4)
     check_array(fn, "x", x, 4)
     check_array(fn, "weight", weight, 4)
+    mask = check_output_mask(fn, output_mask)
     dtype = common_dtype(grad_out, x, weight)
     tp = conv_transpose2d_problem(fn, x.shape, weight.shape, stride, padding, output_padding, None, dilation,
                                   groups, dtype)
     _check_grad_out(fn, grad_out, (tp.n_batch, tp.c_out) + tp.out_hw,
                     f"conv_transpose2d of x {x.shape} with weight {weight.shape}")
     if tp.n_batch == 0:
-        return np.zeros(x.shape, dtype), np.zeros(weight.shape, dtype), np.zeros(tp.c_out, dtype)
+        return _masked(mask, lambda: np.zeros(x.shape, dtype), lambda: np.zeros(weight.shape, dtype),
+                       lambda: np.zeros(tp.c_out, dtype))
     g = grad_out.astype(dtype, copy=False)
     w = weight.astype(dtype, copy=False)
     # The conv2d this is the adjoint of: input grad_out (N, O, OH, OW), filters weight seen as (C_in, O/g, ..).
     problem = conv2d_problem(fn, g.shape, w.shape, tp.stride, tp.pads, tp.dilation, tp.groups, dtype)
     ih, iw = tp.in_hw
-    grad_x = conv2d(g, w, stride=tp.stride, padding=tp.pads, dilation=tp.dilation, groups=tp.groups)
-    xg = x.astype(dtype, copy=False)
-    if problem.out_hw != (ih, iw):
-        # output_padding >= stride (possible when dilation > stride) adds rows no input reaches: the conv2d
-        # adjoint then has more positions than x; they carry no gradient.
-        grad_x = np.ascontiguousarray(grad_x[:, :, :ih, :iw])
-        padded = np.zeros((tp.n_batch, tp.c_in) + problem.out_hw, dtype=dtype)
-        padded[:, :, :ih, :iw] = xg
-        xg = padded
-    grad_w = _conv_grad_weight(g, xg, w.shape, problem, "zeros", dtype)
-    return grad_x, grad_w, _grad_bias(g, dtype)
+    # output_padding >= stride (possible when dilation > stride) adds rows no input reaches: the conv2d
+    # adjoint then has more positions than x; they carry no gradient.
+    cropped = problem.out_hw != (ih, iw)
+
+    def grad_x():
+        gx = conv2d(g, w, stride=tp.stride, padding=tp.pads, dilation=tp.dilation, groups=tp.groups)
+        return np.ascontiguousarray(gx[:, :, :ih, :iw]) if cropped else gx
+
+    def grad_w():
+        xg = x.astype(dtype, copy=False)
+        if cropped:
+            padded = np.zeros((tp.n_batch, tp.c_in) + problem.out_hw, dtype=dtype)
+            padded[:, :, :ih, :iw] = xg
+            xg = padded
+        return _conv_grad_weight(g, xg, w.shape, problem, "zeros", dtype)
+
+    return _masked(mask, grad_x, grad_w, lambda: _grad_bias(g, dtype))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -508,23 +542,49 @@ def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), mode="max", *
     _check_grad_out(fn, grad_out, (n_batch, c_in * sum(lh * lw for lh, lw in pairs)),
                     f"spatial_pyramid_pool2d of x {x.shape} with levels {tuple(pairs)}")
     dtype = common_dtype(grad_out, x)
+    if mode == "max":
+        return _spp_max_backward(grad_out, x, pairs, rule, dtype)
     grad_x = np.zeros(x.shape, dtype=dtype)
     offset = 0
     for lh, lw in pairs:
+        rb, cb = _spp_level_bins(fn, (lh, lw), (ih, iw), rule)
         block = np.ascontiguousarray(grad_out[:, offset:offset + c_in * lh * lw]).reshape(n_batch, c_in, lh, lw)
         offset += c_in * lh * lw
-        if rule == "paper":
-            rb, cb = _paper_level_bins(fn, (lh, lw), (ih, iw))
-        else:
-            rb, cb = adaptive_bins(ih, lh), adaptive_bins(iw, lw)
-        if mode == "max" and rule == "paper":
-            (kh, sh), (kw, sw) = paper_window_stride(ih, lh), paper_window_stride(iw, lw)
-            _, idx = max_pool2d(x, (kh, kw), stride=(sh, sw), return_indices=True)  # exactly (lh, lw) bins
-            grad_x += _route(block, idx, x.shape, dtype)
-        elif mode == "max":
-            _, idx = adaptive_max_pool2d(x, (lh, lw), return_indices=True)
-            grad_x += _route(block, idx, x.shape, dtype)
-        else:
-            grad_x += _box(block, _bin_ranges(ih, rb), _bin_ranges(iw, cb), _bin_sizes(rb), _bin_sizes(cb),
-                           x.shape, dtype)
+        grad_x += _box(block, _bin_ranges(ih, rb), _bin_ranges(iw, cb), _bin_sizes(rb), _bin_sizes(cb),
+                       x.shape, dtype)
     return grad_x
+
+
+def _spp_max_backward(grad_out, x, pairs, rule, dtype):
+    """Max SPP adjoint: one pass over every level's bins (argmax found again, the forward's rule)."""
+    grad_x = np.empty(x.shape, dtype=dtype)
+    if grad_x.size == 0:
+        return grad_x
+    rows, cols, table = _spp_tables(tuple(pairs), x.shape[1], x.shape[2], x.shape[3], rule)
+    g = as_kernel_array(grad_out, dtype)
+    with serial_if_small(grad_x.size + g.size, SERIAL_ELEMENTS):
+        spp_max_backward_kernel(as_kernel_array(x, dtype), g, rows, cols, table, grad_x,
+                                _plane_block(x.shape[2] * x.shape[3]))
+    return grad_x
+
+
+@functools.lru_cache(maxsize=64)
+def _spp_tables(pairs, channels, ih, iw, rule):
+    """Bin tables of :func:`spp_max_backward_kernel` (cached: a training loop asks for the same ones)."""
+    rows, cols, table = [], [], []
+    out_off = 0
+    for pair in pairs:
+        rb, cb = _spp_level_bins("spatial_pyramid_pool2d_backward", pair, (ih, iw), rule)
+        table.append((len(rows), len(rb), len(cols), len(cb), out_off))
+        rows.extend(rb)
+        cols.extend(cb)
+        out_off += channels * len(rb) * len(cb)
+    # Shared between calls and never written (kernels see writeable arrays only, STYLE.md section 3).
+    return (np.array(rows, np.int64).reshape(-1, 2), np.array(cols, np.int64).reshape(-1, 2),
+            np.array(table, np.int64))
+
+
+def _spp_level_bins(fn, pair, in_hw, rule):
+    if rule == "paper":
+        return _paper_level_bins(fn, pair, in_hw)
+    return adaptive_bins(in_hw[0], pair[0]), adaptive_bins(in_hw[1], pair[1])

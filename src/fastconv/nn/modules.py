@@ -8,7 +8,9 @@ Conventions (PyTorch's where they exist):
 
 * ``forward(x)`` caches what ``backward`` needs (the input, max-pool indices); ``backward(grad_out)``
   returns ``grad_x`` and *adds* the parameter gradients into ``gradients()`` (call ``zero_grad()``
-  between steps, as in PyTorch).
+  between steps, as in PyTorch). ``backward(grad_out, input_grad=False)`` skips ``grad_x`` and returns
+  None: the model's input needs no gradient (PyTorch's ``requires_grad=False`` input), which saves the
+  first layer's largest backward product.
 * ``parameters()`` and ``gradients()`` are lists of numpy arrays in the same order; optimisers in
   :mod:`fastconv.nn.optim` update the parameter arrays in place.
 * Default initialisation is PyTorch's: ``kaiming_uniform_(a=sqrt(5))`` on the weight, i.e.
@@ -89,7 +91,7 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         raise NotImplementedError
 
     def __call__(self, x):
@@ -237,9 +239,10 @@ class Conv2d(Module):
         self._x = x
         return self.ops.conv2d(x, self.weight, self.bias, **self._options())
 
-    def backward(self, grad_out):
-        grad_x, grad_weight, grad_bias = self.ops.conv2d_backward(grad_out, self._x, self.weight,
-                                                                  **self._options())
+    def backward(self, grad_out, input_grad=True):
+        grad_x, grad_weight, grad_bias = self.ops.conv2d_backward(
+            grad_out, self._x, self.weight, output_mask=(input_grad, True, self.bias is not None),
+            **self._options())
         self._accumulate("weight", grad_weight)
         if self.bias is not None:
             self._accumulate("bias", grad_bias)
@@ -302,9 +305,10 @@ class ConvTranspose2d(Module):
         self._x, self._output_padding = x, tuple(p + e for p, e in zip(self.output_padding, extra))
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         grad_x, grad_weight, grad_bias = self.ops.conv_transpose2d_backward(
-            grad_out, self._x, self.weight, output_padding=self._output_padding, **self._options())
+            grad_out, self._x, self.weight, output_padding=self._output_padding,
+            output_mask=(input_grad, True, self.bias is not None), **self._options())
         self._accumulate("weight", grad_weight)
         if self.bias is not None:
             self._accumulate("bias", grad_bias)
@@ -385,7 +389,9 @@ class MaxPool2d(_WindowPool):
         self._x = x
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return self.ops.max_pool2d_backward(grad_out, self._x, self.kernel_size, indices=self._indices,
                                             **self._options())
 
@@ -410,7 +416,9 @@ class AvgPool2d(_WindowPool):
         self._x = x
         return self.ops.avg_pool2d(x, self.kernel_size, **self._options())
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return self.ops.avg_pool2d_backward(grad_out, self._x, self.kernel_size, **self._options())
 
 
@@ -448,7 +456,9 @@ class AdaptiveAvgPool2d(_AdaptivePool):
         self._x = x
         return self.ops.adaptive_avg_pool2d(x, self.output_size)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return self.ops.adaptive_avg_pool2d_backward(grad_out, self._x, self.output_size)
 
 
@@ -463,7 +473,9 @@ class AdaptiveMaxPool2d(_AdaptivePool):
         self._x = x
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return self.ops.adaptive_max_pool2d_backward(grad_out, self._x, self.output_size, indices=self._indices)
 
 
@@ -483,7 +495,9 @@ class SpatialPyramidPool2d(Module):
         self._x = x
         return self.ops.spatial_pyramid_pool2d(x, self.levels, mode=self.mode, rule=self.rule)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return self.ops.spatial_pyramid_pool2d_backward(grad_out, self._x, self.levels, mode=self.mode,
                                                         rule=self.rule)
 
@@ -505,7 +519,9 @@ class ReLU(Module):
         self._mask = x > 0
         return np.where(self._mask, x, x.dtype.type(0))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return np.where(self._mask, grad_out, grad_out.dtype.type(0))
 
 
@@ -526,7 +542,9 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(self.output_shape(x.shape))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
         return grad_out.reshape(self._shape)
 
     def _extra_repr(self):
@@ -559,11 +577,11 @@ class Linear(Module):
             out += self.bias
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         self._accumulate("weight", matmul(grad_out.T, self._x))
         if self.bias is not None:
             self._accumulate("bias", grad_out.sum(axis=0))
-        return matmul(grad_out, self.weight)
+        return matmul(grad_out, self.weight) if input_grad else None
 
     def output_shape(self, in_shape):
         return (in_shape[0], self.out_features)
@@ -597,9 +615,9 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_out):
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
+    def backward(self, grad_out, input_grad=True):
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad_out = self.layers[i].backward(grad_out, input_grad=input_grad or i > 0)
         return grad_out
 
     def __getitem__(self, index):

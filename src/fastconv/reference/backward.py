@@ -32,7 +32,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .._validate import as_pair, check_array, check_int, common_dtype
+from .._validate import as_pair, check_array, check_int, check_output_mask, common_dtype
 from ..shapes import effective_kernel_size, output_size_2d, padding_2d, transpose_geometry_2d
 from . import pool as _pool
 
@@ -88,8 +88,10 @@ def _tap_slice(start, step, count):
     return slice(start, start + (count - 1) * step + 1, step)
 
 
-def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """Reference :func:`fastconv.conv2d_backward`: ``(grad_x, grad_weight, grad_bias)``.
+def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                    output_mask=(True, True, True)):
+    """Reference :func:`fastconv.conv2d_backward`: ``(grad_x, grad_weight, grad_bias)``, None where
+    ``output_mask`` is False.
 
     >>> import numpy as np
     >>> gx, gw, gb = conv2d_backward(np.ones((1, 1, 2, 2)), np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2)))
@@ -104,6 +106,7 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     fn = "conv2d_backward"
     for name, arr in (("grad_out", grad_out), ("x", x), ("weight", weight)):
         check_array(fn, name, arr, 4)
+    want_x, want_w, want_b = check_output_mask(fn, output_mask)
     dtype = common_dtype(grad_out, x, weight)
     n_batch, c_in, ih, iw = x.shape
     c_out, cg, kh, kw = weight.shape
@@ -126,16 +129,19 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
             for g in range(groups):
                 ci, co = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
                 tap = xpad[:, ci, rs, cs]  # (N, cg, oh, ow)
-                grad_w[co, :, ky, kx] = np.einsum("nohw,nchw->oc", g64[:, co], tap)
-                grad_xpad[:, ci, rs, cs] += np.einsum("nohw,oc->nchw", g64[:, co], w64[co, :, ky, kx])
+                if want_w:
+                    grad_w[co, :, ky, kx] = np.einsum("nohw,nchw->oc", g64[:, co], tap)
+                if want_x:
+                    grad_xpad[:, ci, rs, cs] += np.einsum("nohw,oc->nchw", g64[:, co], w64[co, :, ky, kx])
     grad_x = _unpad(grad_xpad, (ih, iw), pads, padding_mode)
     grad_b = g64.sum(axis=(0, 2, 3))
-    return grad_x.astype(dtype), grad_w.astype(dtype), grad_b.astype(dtype)
+    return _apply_mask((want_x, want_w, want_b), (grad_x, grad_w, grad_b), dtype)
 
 
 def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, output_padding=0, dilation=1,
-                              groups=1):
-    """Reference :func:`fastconv.conv_transpose2d_backward`: ``(grad_x, grad_weight, grad_bias)``.
+                              groups=1, output_mask=(True, True, True)):
+    """Reference :func:`fastconv.conv_transpose2d_backward`: ``(grad_x, grad_weight, grad_bias)``, None where
+    ``output_mask`` is False.
 
     With ``weight`` (C_in, O/groups, kH, kW), ``cg = C_in / groups``, ``og = O / groups`` and
     ``ypad`` = ``grad_out`` placed at offset (top, left) in a zero array large enough for every tap::
@@ -153,6 +159,7 @@ def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, outpu
     fn = "conv_transpose2d_backward"
     for name, arr in (("grad_out", grad_out), ("x", x), ("weight", weight)):
         check_array(fn, name, arr, 4)
+    want_x, want_w, want_b = check_output_mask(fn, output_mask)
     dtype = common_dtype(grad_out, x, weight)
     n_batch, c_in, ih, iw = x.shape
     c_w, og, kh, kw = weight.shape
@@ -176,10 +183,16 @@ def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, outpu
             tap = ypad[:, :, _tap_slice(ky * dh, sh, ih), _tap_slice(kx * dw, sw, iw)]  # (N, O, ih, iw)
             for g in range(groups):
                 ci, co = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
-                grad_x[:, ci] += np.einsum("nohw,co->nchw", tap[:, co], w64[ci, :, ky, kx])
-                grad_w[ci, :, ky, kx] = np.einsum("nchw,nohw->co", x64[:, ci], tap[:, co])
+                if want_x:
+                    grad_x[:, ci] += np.einsum("nohw,co->nchw", tap[:, co], w64[ci, :, ky, kx])
+                if want_w:
+                    grad_w[ci, :, ky, kx] = np.einsum("nchw,nohw->co", x64[:, ci], tap[:, co])
     grad_b = _f64(grad_out).sum(axis=(0, 2, 3))
-    return grad_x.astype(dtype), grad_w.astype(dtype), grad_b.astype(dtype)
+    return _apply_mask((want_x, want_w, want_b), (grad_x, grad_w, grad_b), dtype)
+
+
+def _apply_mask(mask, grads, dtype):
+    return tuple(g.astype(dtype) if wanted else None for wanted, g in zip(mask, grads))
 
 
 # ---------------------------------------------------------------------------------------------------
