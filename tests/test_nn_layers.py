@@ -210,3 +210,16 @@ def test_backward_without_input_grad_gives_the_same_parameter_gradients(ops):
     first.forward(x)
     assert first.backward(rng.standard_normal((2, 3, 4, 4)), input_grad=False) is None
     assert first.grads["weight"].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_matches_torch_semantics_for_nan_and_inf(dtype):
+    # torch.relu keeps NaN; its backward is where(out <= 0, 0, grad), so NaN outputs pass the gradient
+    # and blocked positions give exactly 0 even for an infinite gradient.
+    relu = nn.ReLU()
+    x = np.array([[-1.0, 0.0, 2.0, np.nan, -np.inf, np.inf]], dtype=dtype)
+    out = relu.forward(x)
+    np.testing.assert_array_equal(out, np.array([[0.0, 0.0, 2.0, np.nan, 0.0, np.inf]], dtype=dtype))
+    grad = relu.backward(np.array([[np.inf, 5.0, 3.0, 7.0, np.nan, -1.0]], dtype=dtype))
+    np.testing.assert_array_equal(grad, np.array([[0.0, 0.0, 3.0, 7.0, 0.0, -1.0]], dtype=dtype))
+    assert out.dtype == grad.dtype == dtype

@@ -81,3 +81,25 @@ def test_command_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if scikit-learn were absent
     with pytest.raises(SystemExit, match=r"train_digits: the digits need scikit-learn: pip install 'fastconv\[examples\]'"):
         train_digits.load_data("digits")
+
+
+def test_torch_backend_trains_the_same_model(data):
+    pytest.importorskip("torch", reason="torch is an optional bench extra; the comparison backend needs it")
+    runs = {backend: train_digits.train(data, backend=backend, dtype="float64", epochs=1, seed=2, max_steps=6,
+                                        progress=False)
+            for backend in ("fastconv", "torch")}
+    # Same initial weights, batches and Adam: the curves agree up to the optimisers' rounding.
+    np.testing.assert_allclose(runs["torch"]["losses"], runs["fastconv"]["losses"], rtol=1e-9)
+    assert runs["torch"]["backend"] == "torch"
+
+
+def test_torch_backend_without_torch_says_how_to_install(data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    with pytest.raises(SystemExit, match=r"train_digits: --backend torch needs PyTorch: pip install 'fastconv\[bench\]'"):
+        train_digits.train(data, backend="torch", epochs=1, max_steps=1, progress=False)
+
+
+def test_unknown_backend_is_a_value_error(data):
+    with pytest.raises(ValueError, match=r"train_digits: backend must be one of 'fastconv', 'reference', 'torch', "
+                                         r"got 'jax'"):
+        train_digits.train(data, backend="jax", epochs=1, max_steps=1, progress=False)

@@ -6,7 +6,8 @@ batch order all come from ``--seed``, so both backends see exactly the same comp
 
 Run ``python -m fastconv train --help`` (or ``python examples/train_digits.py``). The digits ship inside
 scikit-learn (the optional extra ``fastconv[examples]``); ``--data random`` trains on a random stand-in
-of the same shape instead (for smoke tests, not for accuracy).
+of the same shape instead (for smoke tests, not for accuracy). ``--backend torch`` trains the same model
+(same initial weights and batches) in PyTorch when it is installed, for a speed comparison.
 """
 
 import argparse
@@ -16,9 +17,10 @@ import time
 
 import numpy as np
 
-from . import (Conv2d, Linear, MaxPool2d, ReLU, Sequential, SpatialPyramidPool2d, optim, softmax_cross_entropy)
+from . import Conv2d, Linear, MaxPool2d, ReLU, Sequential, SpatialPyramidPool2d, optim, softmax_cross_entropy
 
-BACKENDS = ("fastconv", "reference")
+BACKENDS = ("fastconv", "reference", "torch")
+SPP_LEVELS = (1, 2, 4)
 DTYPES = ("float32", "float64")
 
 
@@ -67,16 +69,44 @@ def make_model(ops, dtype, seed):
         MaxPool2d(2, ops=ops),
         Conv2d(16, 32, 3, padding=1, dtype=dtype, rng=rng, ops=ops),
         ReLU(),
-        SpatialPyramidPool2d((1, 2, 4), ops=ops),
+        SpatialPyramidPool2d(SPP_LEVELS, ops=ops),
         Linear(32 * 21, 10, dtype=dtype, rng=rng, ops=ops),
     )
 
 
-def accuracy(model, x, y, batch_size=256):
+class NumpyRunner:
+    """One training step / prediction of the numpy model with a fastconv or reference backend."""
+
+    def __init__(self, model, lr):
+        self.model = model
+        self.opt = optim.Adam(model.parameters(), lr=lr)
+
+    def step(self, xb, yb):
+        self.model.zero_grad()
+        logits = self.model.forward(xb)
+        loss, grad = softmax_cross_entropy(logits, yb)
+        self.model.backward(grad, input_grad=False)  # the images need no gradient
+        self.opt.step(self.model.gradients())
+        return loss, logits
+
+    def predict(self, x):
+        return self.model.forward(x)
+
+
+def make_runner(backend, dtype, seed, lr):
+    """The model of ``seed`` ready to train with ``backend`` ("torch" copies the numpy model's weights)."""
+    if backend == "torch":
+        from .train_torch import TorchRunner
+
+        return TorchRunner(make_model(backend_module("reference"), dtype, seed), SPP_LEVELS, lr, dtype)
+    return NumpyRunner(make_model(backend_module(backend), dtype, seed), lr)
+
+
+def accuracy(runner, x, y, batch_size=256):
     """Fraction of ``x`` classified as ``y``."""
     hits = 0
     for start in range(0, len(y), batch_size):
-        hits += int(np.sum(np.argmax(model.forward(x[start:start + batch_size]), axis=1) == y[start:start + batch_size]))
+        hits += int(np.sum(np.argmax(runner.predict(x[start:start + batch_size]), axis=1) == y[start:start + batch_size]))
     return hits / max(len(y), 1)
 
 
@@ -99,8 +129,9 @@ def train(data, *, backend="fastconv", dtype="float32", epochs=12, seed=0, batch
     out = sys.stdout if out is None else out
     dtype = np.dtype(dtype)
     x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
-    model = make_model(backend_module(backend), dtype, seed)
-    opt = optim.Adam(model.parameters(), lr=lr)
+    if backend not in BACKENDS:
+        raise ValueError(f"train_digits: backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    runner = make_runner(backend, dtype, seed, lr)
     order_rng = np.random.default_rng(seed + 1)
     losses, epoch_seconds = [], []
     n_batches = -(-len(y_train) // batch_size)
@@ -110,11 +141,7 @@ def train(data, *, backend="fastconv", dtype="float32", epochs=12, seed=0, batch
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            model.zero_grad()
-            logits = model.forward(xb)
-            loss, grad = softmax_cross_entropy(logits, yb)
-            model.backward(grad, input_grad=False)  # the images need no gradient
-            opt.step(model.gradients())
+            loss, logits = runner.step(xb, yb)
             losses.append(loss)
             hits += int(np.sum(np.argmax(logits, axis=1) == yb))
             seen += len(yb)
@@ -127,14 +154,14 @@ def train(data, *, backend="fastconv", dtype="float32", epochs=12, seed=0, batch
             print(file=sys.stderr)
             epoch_losses = losses[-(b + 1):]
             print(f"epoch {epoch:>2}/{epochs}  loss {np.mean(epoch_losses):.4f}  train acc {hits / seen:.3f}  "
-                  f"test acc {accuracy(model, x_test, y_test):.3f}  {epoch_seconds[-1]:.2f} s", file=out, flush=True)
+                  f"test acc {accuracy(runner, x_test, y_test):.3f}  {epoch_seconds[-1]:.2f} s", file=out, flush=True)
         if max_steps is not None and len(losses) >= max_steps:
             break
     return {
         "backend": backend,
         "dtype": dtype.name,
-        "test_accuracy": accuracy(model, x_test, y_test),
-        "train_accuracy": accuracy(model, x_train, y_train),
+        "test_accuracy": accuracy(runner, x_test, y_test),
+        "train_accuracy": accuracy(runner, x_train, y_train),
         "losses": losses,
         "epoch_seconds": epoch_seconds,
         "seed": seed,
@@ -145,7 +172,8 @@ def train(data, *, backend="fastconv", dtype="float32", epochs=12, seed=0, batch
 
 def build_parser(prog=None):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=BACKENDS, default="fastconv", help="ops backend (default fastconv)")
+    parser.add_argument("--backend", choices=BACKENDS, default="fastconv",
+                        help="ops backend (default fastconv); torch trains the same model in PyTorch")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="parameter and data dtype")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the init and the batch order")
