@@ -90,10 +90,12 @@ def as_kernel_array(arr, dtype):
 
 
 def check_out(fn, out, shape, dtype, inputs):
-    """Validate a user-supplied ``out`` array, or allocate a fresh one when ``out`` is None."""
+    """Validate a user-supplied ``out`` array, or allocate one (from the caching pool) when ``out`` is None."""
     shape = tuple(int(s) for s in shape)
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        from . import memory  # memory imports this module's is_int
+
+        return memory.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{fn}: out must be a numpy.ndarray or None, got {type(out).__name__}")
     if out.shape != shape:

@@ -20,6 +20,7 @@ import functools
 import numba
 import numpy as np
 
+from . import memory
 from ._kernels.backward_conv import grad_weight_direct
 from ._kernels.im2col import im2col_rows
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
@@ -118,8 +119,8 @@ def _conv_grad_weight_kernels(inp, grad, weight_shape, problem, padding_mode, dt
     per_pos = oh * ow
     per_image = c_in * kh * kw * per_pos * np.dtype(dtype).itemsize
     chunk = max(1, min(n_batch, GRAD_WEIGHT_WORKSPACE_BYTES // max(per_image, 1)))
-    col_buf = np.empty(c_in * kh * kw * chunk * per_pos, dtype=dtype)
-    g_buf = np.empty(c_out * chunk * per_pos, dtype=dtype)
+    col_buf = memory.empty(c_in * kh * kw * chunk * per_pos, dtype)
+    g_buf = memory.empty(c_out * chunk * per_pos, dtype)
     gw = np.zeros((groups, og, cg * kh * kw), dtype=dtype)
     for n0 in range(0, n_batch, chunk):
         m = min(chunk, n_batch - n0)
@@ -334,7 +335,7 @@ def _route(grad_out, indices, x_shape, dtype):
     """``grad_x[n, c].flat[indices[n, c, k]] += grad_out[n, c, k]`` (gather kernel, deterministic)."""
     n_batch, c_in, ih, iw = x_shape
     planes = n_batch * c_in
-    grad_x = np.empty(x_shape, dtype=dtype)
+    grad_x = memory.empty(x_shape, dtype)
     if grad_x.size == 0:
         return grad_x
     g = as_kernel_array(grad_out, dtype).reshape(planes, -1)
@@ -348,7 +349,7 @@ def _box(grad_out, row_rng, col_rng, row_div, col_div, x_shape, dtype):
     """Separable average-pool adjoint: scale by the divisor, then the gather kernel."""
     n_batch, c_in, ih, iw = x_shape
     planes = n_batch * c_in
-    grad_x = np.empty(x_shape, dtype=dtype)
+    grad_x = memory.empty(x_shape, dtype)
     if grad_x.size == 0:
         return grad_x
     oh, ow = grad_out.shape[2], grad_out.shape[3]
@@ -557,7 +558,7 @@ def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), mode="max", *
 
 def _spp_max_backward(grad_out, x, pairs, rule, dtype):
     """Max SPP adjoint: one pass over every level's bins (argmax found again, the forward's rule)."""
-    grad_x = np.empty(x.shape, dtype=dtype)
+    grad_x = memory.empty(x.shape, dtype)
     if grad_x.size == 0:
         return grad_x
     rows, cols, table = _spp_tables(tuple(pairs), x.shape[1], x.shape[2], x.shape[3], rule)

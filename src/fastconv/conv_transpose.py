@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from . import memory
 from ._kernels.conv_transpose import (OB, col2im_planes, conv_transpose_phases_ob1,
                                       conv_transpose_phases_ob8)
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
@@ -376,7 +377,7 @@ def _run_direct(problem, x, weight, bias, dtype, out):
     layout = phase_layout(problem)
     n_batch, c_in, ih, iw = x.shape
     top, left = layout.pad_top, layout.pad_left
-    buf = np.empty((c_in, layout.buffer_len(n_batch)), dtype=dtype)
+    buf = memory.empty((c_in, layout.buffer_len(n_batch)), dtype)
     buf[:, n_batch * layout.plane_len:] = 0  # slack row
     planes = buf[:, :n_batch * layout.plane_len].reshape(c_in, n_batch, layout.rows, layout.row_len)
     # Zero only the border, then copy the interior channel-major (one pass over the input).
@@ -424,8 +425,8 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
     # (G, og * kh * kw, cg): row (o, ky, kx) of group g holds weight[g*cg + c, o, ky, kx] over c.
     wmat = np.ascontiguousarray(weight.reshape(groups, cg, og * kh * kw).transpose(0, 2, 1), dtype=dtype)
     chunk = problem.col2im_batch_chunk()
-    xt_buf = np.empty(groups * cg * chunk * hw, dtype=dtype)
-    cols_buf = np.empty(groups * og * kh * kw * chunk * hw, dtype=dtype)
+    xt_buf = memory.empty(groups * cg * chunk * hw, dtype)
+    cols_buf = memory.empty(groups * og * kh * kw * chunk * hw, dtype)
     for n0 in range(0, n_batch, chunk):
         m = min(chunk, n_batch - n0)
         xt = xt_buf[:groups * cg * m * hw].reshape(groups, cg, m, hw)

@@ -7,6 +7,7 @@ Modes follow ``torch.nn.functional.pad`` / ``conv2d(padding_mode=...)``:
 
 import numpy as np
 
+from . import memory
 from ._kernels.pad import pad_zeros_into
 from ._validate import as_kernel_array
 
@@ -45,7 +46,7 @@ def pad_nchw(x, pads, mode, dtype):
     (top, bottom), (left, right) = pads
     n_batch, c, ih, iw = x.shape
     if mode == "zeros" or (top == bottom == left == right == 0):
-        xp = np.empty((n_batch, c, ih + top + bottom, iw + left + right), dtype=dtype)
+        xp = memory.empty((n_batch, c, ih + top + bottom, iw + left + right), dtype)  # workspace: pooled
         pad_zeros_into(as_kernel_array(x, dtype), xp, top, left)
         return xp
     return np.ascontiguousarray(
