@@ -1,7 +1,10 @@
 """Every conv2d algorithm against the float64 numpy reference, over a grid of configurations.
 
 The grid varies one factor at a time around a small base case (readable ids), plus a few cases that
-combine factors; each case runs for every algo and both float dtypes.
+combine factors; each case runs for every algo and both float dtypes. Every algorithm accepts every
+problem, including the row-block kernels ("depthwise", "first_layer") designed for narrower ones; their
+own edge cases (row blocks, chunks, thread counts) are in test_conv2d_depthwise.py and
+test_conv2d_first_layer.py.
 """
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 import fastconv
 
-ALGOS = ("auto", "direct", "im2col")
+ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer")
 DTYPES = (np.float32, np.float64)
 
 # name -> (x shape (N, C, H, W), weight shape (O, C/groups, kH, kW), bias?, options)
@@ -74,6 +77,9 @@ CASES = {
     "many_channels": ((1, 16, 5, 5), (24, 16, 3, 3), True, dict(padding=1)),
     # wide enough for several tiles of positions per image in the direct kernel
     "wide_image": ((1, 2, 20, 37), (9, 2, 3, 3), True, dict(padding=1)),
+    # tall and wide enough for several row blocks per image in the row-block kernels (odd last block)
+    "tall_image": ((1, 2, 75, 70), (6, 2, 3, 3), True, dict(padding="same")),
+    "tall_image_stride2_dil2": ((1, 2, 75, 70), (6, 2, 3, 3), True, dict(padding=2, stride=2, dilation=2)),
 }
 
 

@@ -240,7 +240,7 @@ def test_plan_3x3_same_uses_direct():
 def test_plan_depthwise_and_stride():
     plan = fastconv.plan_conv2d((4, 16, 15, 15), (32, 1, 3, 3), stride=2, padding="same", groups=16,
                                 dtype=np.float64)
-    assert plan.algo == "direct"
+    assert plan.algo == "depthwise"  # 2 output channels per group (docs/algorithms.md, dispatch rule 2)
     assert plan.out_shape == (4, 32, 8, 8)  # ceil(15 / 2)
     assert plan.flops == _flops(4, 16, 32, 8, 8, 16, 3, 3)
 

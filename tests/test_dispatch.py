@@ -1,5 +1,7 @@
 """conv2d dispatch is a pure function of the canonical problem: one test per rule."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -7,14 +9,14 @@ import fastconv
 from fastconv import dispatch
 
 SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each rule gives them
-    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "im2col"),
+    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "first_layer"),
     "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "im2col"),
     "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "im2col"),
     "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "im2col"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "im2col"),
-    "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "direct"),
-    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "im2col"),
+    "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
+    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "first_layer"),
 }
 
 
@@ -26,29 +28,74 @@ def test_suite_layers(layer):
     assert plan.algo == expected, plan.reason
 
 
-def test_l1_goes_to_im2col_by_the_taps_rule():
-    # L1 has 27 taps (< DIRECT_MIN_TAPS).
+def test_l1_goes_to_the_first_layer_kernel_by_the_taps_rule():
+    # L1 has 27 taps (<= FIRST_LAYER_MAX_TAPS) and 32 output channels.
     plan = fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same")
-    assert plan.algo == "im2col" and "taps" in plan.reason
+    assert plan.algo == "first_layer" and "27 taps" in plan.reason
 
 
 def test_reasons_name_the_rule():
-    assert "stride" in fastconv.plan_conv2d((1, 8, 32, 32), (8, 8, 3, 3), stride=2).reason
-    assert "small output maps" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 8, 3, 3), padding=1).reason
+    many = dispatch.FIRST_LAYER_MAX_TAPS // 9 + 1  # channels giving more 3x3 taps than the first-layer rule
+    assert "stride" in fastconv.plan_conv2d((1, many, 32, 32), (8, many, 3, 3), stride=2).reason
+    assert "small output maps" in fastconv.plan_conv2d((1, many, 16, 16), (8, many, 3, 3), padding=1).reason
     assert "depthwise" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 3, 3), groups=8).reason
+    assert "taps" in fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 3, 3)).reason
     assert "GEMM" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 8, 1, 1)).reason
 
 
-def test_thresholds_are_boundaries():
+def test_depthwise_rule_boundary_on_output_channels_per_group():
+    limit = dispatch.DEPTHWISE_MAX_CHANNELS
+    at = fastconv.plan_conv2d((1, 4, 16, 16), (4 * limit, 1, 3, 3), groups=4, padding=1)
+    above = fastconv.plan_conv2d((1, 4, 16, 16), (4 * (limit + 1), 1, 3, 3), groups=4, padding=1)
+    assert (at.algo, above.algo) == ("depthwise", "first_layer")
+    # Few output channels with many input channels (a 2-class head) is the depthwise kernel too.
+    assert fastconv.plan_conv2d((1, 64, 32, 32), (2, 64, 3, 3), padding=1).algo == "depthwise"
+
+
+def test_first_layer_rule_boundary_on_taps():
+    channels = dispatch.FIRST_LAYER_MAX_TAPS // 9  # 3x3 taps: channels * 9 <= limit
+    at = fastconv.plan_conv2d((1, channels, 64, 64), (8, channels, 3, 3), padding="same")
+    above = fastconv.plan_conv2d((1, channels + 1, 64, 64), (8, channels + 1, 3, 3), padding="same")
+    assert (at.algo, above.algo) == ("first_layer", "direct")
+    # The taps rule comes before the stride rule (a strided stem) and the small-maps rule.
+    assert fastconv.plan_conv2d((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding="same").algo == "first_layer"
+    assert fastconv.plan_conv2d((1, 3, 8, 8), (32, 3, 3, 3), padding="same").algo == "first_layer"
+    # 7x7 stride-2 stem (147 taps): beyond the rule, im2col by the stride rule.
+    assert fastconv.plan_conv2d((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).algo == "im2col"
+
+
+def test_small_maps_boundary():
+    many = dispatch.FIRST_LAYER_MAX_TAPS // 9 + 1
     side = int(np.sqrt(dispatch.IM2COL_MAX_POSITIONS))
-    at = fastconv.plan_conv2d((1, 8, side, side), (8, 8, 3, 3), padding="same")
-    above = fastconv.plan_conv2d((1, 8, side + 1, side + 1), (8, 8, 3, 3), padding="same")
+    at = fastconv.plan_conv2d((1, many, side, side), (8, many, 3, 3), padding="same")
+    above = fastconv.plan_conv2d((1, many, side + 1, side + 1), (8, many, 3, 3), padding="same")
     assert (at.algo, above.algo) == ("im2col", "direct")
-    few = fastconv.plan_conv2d((1, 3, 64, 64), (8, 3, 3, 3), padding="same")     # 27 taps
-    enough = fastconv.plan_conv2d((1, 4, 64, 64), (8, 4, 3, 3), padding="same")  # 36 taps
-    assert (few.algo, enough.algo) == ("im2col", "direct")
 
 
-def test_explicit_algo_is_honoured():
-    for algo in ("direct", "im2col"):
-        assert fastconv.plan_conv2d((32, 256, 14, 14), (256, 256, 1, 1), algo=algo).algo == algo
+def test_pointwise_rule_comes_first():
+    # 1x1 stride 1 unpadded, groups 1: a plain GEMM even with few taps (the first-layer rule is later).
+    assert fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 1, 1)).algo == "im2col"
+    # Grouped 1x1 with one output channel per group is not a plain GEMM: depthwise.
+    assert fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 1, 1), groups=8).algo == "depthwise"
+
+
+@pytest.mark.parametrize("algo", ["direct", "im2col", "depthwise", "first_layer"])
+def test_explicit_algo_is_honoured(algo):
+    plan = fastconv.plan_conv2d((32, 256, 14, 14), (256, 256, 1, 1), algo=algo)
+    assert plan.algo == algo and plan.reason == "requested by the caller"
+
+
+def test_unknown_algo_lists_every_choice():
+    choices = ", ".join(repr(a) for a in dispatch.CONV2D_ALGOS)
+    assert {"depthwise", "first_layer"} <= set(dispatch.CONV2D_ALGOS)
+    with pytest.raises(ValueError, match=re.escape(f"conv2d: algo must be one of {choices}, got 'winograd'")):
+        dispatch.choose_conv2d_algo(dispatch.Conv2dProblem(1, 1, 1, (5, 5), (3, 3), (1, 1), (1, 1),
+                                                           ((0, 0), (0, 0)), 1, (3, 3), 4), "winograd")
+
+
+def test_row_block_workspace_is_small_and_needs_no_padded_copy():
+    # L7 and L1: local buffers only (per thread), far below one padded copy of the input.
+    for x_shape, w_shape, groups in (((32, 64, 56, 56), (64, 1, 3, 3), 64), ((8, 3, 224, 224), (32, 3, 3, 3), 1)):
+        plan = fastconv.plan_conv2d(x_shape, w_shape, padding="same", groups=groups)
+        padded_copy = x_shape[0] * x_shape[1] * (x_shape[2] + 2) * (x_shape[3] + 2) * 4
+        assert 0 < plan.workspace_bytes < padded_copy / 20, (plan.algo, plan.workspace_bytes)

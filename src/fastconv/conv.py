@@ -1,13 +1,19 @@
 """Public 2-D convolution (cross-correlation, no kernel flip) on NCHW numpy arrays."""
 
+import numba
 import numpy as np
 
+from ._kernels.conv_depthwise import conv_depthwise
 from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
+from ._kernels.conv_first import OB as FIRST_OB, conv_first
 from ._kernels.im2col import im2col, im2col_rows
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
-from .conv_layout import direct_geometry, make_planes, pack_weights, tap_list
-from .dispatch import DIRECT_OB8_MIN_CHANNELS, IM2COL_FOLD_BATCH_POSITIONS, Conv2dProblem, choose_conv2d_algo
+from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
+                          pack_local_weights, pack_weights, tap_list)
+from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST, DIRECT_OB8_MIN_CHANNELS,
+                       FIRST_LAYER_ITEM_POSITIONS, IM2COL_FOLD_BATCH_POSITIONS, Conv2dProblem,
+                       choose_conv2d_algo)
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import serial_if_small
@@ -52,7 +58,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
     groups : int, divides C and O (``groups == C`` is a depthwise convolution)
     padding_mode : "zeros", "reflect", "replicate" or "circular"
-    algo : "auto", "direct" or "im2col" (see :func:`fastconv.plan_conv2d`)
+    algo : "auto", "direct", "im2col", "depthwise" or "first_layer" (see :func:`fastconv.plan_conv2d`
+        and docs/algorithms.md); every algorithm accepts every problem
     out : ndarray, optional. C-contiguous result buffer of the exact shape and dtype.
 
     Returns
@@ -88,9 +95,20 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
     if problem.n_batch == 0:
         return out
-    with serial_if_small(problem.flops // 2):
+    macs = problem.flops // 2
+    if chosen == "depthwise":
+        # Memory-bound: its multiply-adds run ~3x slower than the other kernels', so the thread wake-up
+        # is worth paying for 3x fewer of them.
+        macs *= DEPTHWISE_MAC_COST
+    with serial_if_small(macs):
         if chosen == "direct":
             _run_direct(problem, x, weight, bias, padding_mode, dtype, out)
+        elif chosen == "depthwise":
+            _run_row_blocks(conv_depthwise, 1, DEPTHWISE_ITEM_POSITIONS, problem, x, weight, bias,
+                            padding_mode, dtype, out)
+        elif chosen == "first_layer":
+            _run_row_blocks(conv_first, FIRST_OB, FIRST_LAYER_ITEM_POSITIONS, problem, x, weight, bias,
+                            padding_mode, dtype, out)
         else:
             _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
     return out
@@ -116,6 +134,28 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
         block, kernel = 1, conv_taps_ob1
     wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
     kernel(planes, tap_plane, tap_off, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, row_len, rows)
+
+
+def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):
+    """The row-block kernels (depthwise, first layer): local padded buffers per work item, bias fused."""
+    xk, top, left = local_input(x, problem.pads, padding_mode, dtype)
+    (pt, pb), (pl, pr) = problem.pads
+    padded_hw = (problem.in_hw[0] + pt + pb, problem.in_hw[1] + pl + pr)
+    row_len, rows_per_item, img_rows, images_per_item, _ = local_geometry(
+        padded_hw, problem.kernel_hw, problem.stride, problem.dilation, problem.out_hw, problem.n_batch,
+        item_positions)
+    c_per_group = problem.c_in // problem.groups
+    tap_plane, tap_off = local_taps(c_per_group, problem.kernel_hw, problem.stride, problem.dilation, row_len)
+    wpk = pack_local_weights(weight, problem.groups, block, tap_plane.size, dtype)
+    n_items = (-(-problem.n_batch // images_per_item) * problem.groups
+               * -(-problem.out_hw[0] // rows_per_item))
+    (sh, sw) = problem.stride
+    # Chunks are handed out dynamically (numba's setting is per calling thread): on a shared machine a
+    # thread that loses its core then no longer holds back the whole call (L1, two threads, another
+    # process busy: 41 -> 66 GFLOP/s in one run, never slower in others). Results do not depend on it.
+    with numba.parallel_chunksize(1):
+        kernel(xk, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, tap_plane, tap_off, sh, sw, top, left,
+               row_len, rows_per_item, img_rows, images_per_item, min(n_items, LOCAL_CHUNKS))
 
 
 def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):

@@ -5,11 +5,13 @@ Rules and the measurements behind them are in docs/algorithms.md ("Dispatch").
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ._validate import FLOAT_DTYPES, check_choice
+from .conv_layout import local_geometry
 
-CONV2D_ALGOS = ("auto", "direct", "im2col")
+CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer")
 
 # im2col columns are built in batch chunks whose size stays under this many bytes (one image at
 # least): large enough that each GEMM is efficient, small enough to stay far from 32 MiB mmap costs
@@ -21,19 +23,41 @@ IM2COL_WORKSPACE_BYTES = 32 * 2**20
 IM2COL_FOLD_BATCH_POSITIONS = 256
 
 # Output channels per group below which the 8-channel register block of the direct kernel would be
-# mostly padding, so the one-channel kernel is used (depthwise convolutions). L7 (depthwise 3x3):
-# direct 5.0-5.6 GFLOP/s vs im2col 2.1-2.8.
+# mostly padding, so ``algo="direct"`` uses its one-channel variant.
 DIRECT_OB8_MIN_CHANNELS = 4
 
-# Below this many taps per output (C/groups * kH * kW) the direct kernel's loops are too short to
-# amortise; BLAS does better. L8 (C=1, 5x5: 25 taps): im2col 21.6-22.2 vs direct 11.6-17.4 GFLOP/s;
-# L1 (C=3, 3x3: 27 taps): a tie (27.2-27.4 vs 25.1-28.3).
-DIRECT_MIN_TAPS = 32
+# With at most this many output channels per group, conv2d runs the depthwise kernel (one output
+# channel per pass; the first-layer kernel computes four per pass). Float32 GFLOP/s, one thread, best
+# of 25, this machine (see docs/algorithms.md): L7 (depthwise 3x3, 56x56) depthwise 17-22 vs direct 3-5;
+# (8, 64, 56, 56) -> 2 channels: 30 vs direct 15, first_layer 19, im2col 4; groups 32 with 2 -> 2
+# channels: 29 vs first_layer 16-18, direct 9.
+DEPTHWISE_MAX_CHANNELS = 3
+
+# Up to this many taps per output (C/groups * kH * kW), the first-layer kernel (local row blocks, 4
+# output channels per pass) beats the direct kernel, and im2col, whose GEMM is short in that
+# dimension. One thread, GFLOP/s: L1 (27 taps) 60 vs direct 26, im2col ~15 (2 threads: 28-33);
+# 8 channels 3x3 (72 taps) 62 vs 42; 16 channels (144 taps) 59 vs 48; 32 channels (288 taps) 61 vs 54
+# and at 2 threads im2col 69 vs 55: the crossover lies between 144 and 288 taps.
+FIRST_LAYER_MAX_TAPS = 144
 
 # At or below this many output positions per image, im2col's GEMMs are efficient and the direct kernel
 # wastes its padding columns: L5 (14x14): im2col 108.8-119.8 vs direct 77.7-105.5 GFLOP/s; L4 (28x28):
 # im2col 85.4-116.9 vs direct 80.7-114.5. L2 (56x56) stays direct: 79.0-114.8 vs 55.4-62.1.
 IM2COL_MAX_POSITIONS = 1024
+
+# Local positions (output rows x padded row length) per work item of the depthwise kernel: a 56x56 map
+# (row length 58) is one item per plane, larger maps are split into row blocks.
+DEPTHWISE_ITEM_POSITIONS = 4096
+
+# The same for the first-layer kernel, whose accumulators are four rows of that many positions
+# (L1: 1024 -> 4 rows of 226; 512 and 2048 measured slower).
+FIRST_LAYER_ITEM_POSITIONS = 1024
+
+# The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
+# GFLOP/s: L7 depthwise 22 vs L2 direct 57, L1 first_layer 60): used to decide when a call is small
+# enough to run on one thread (``fastconv.threads.serial_if_small``).
+DEPTHWISE_MAC_COST = 3
+
 
 @dataclass(frozen=True)
 class Conv2dProblem:
@@ -92,13 +116,15 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     if problem.is_pointwise and problem.groups == 1:
         return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
     o_per_group = problem.c_out // problem.groups
-    if o_per_group < DIRECT_OB8_MIN_CHANNELS:
-        return "direct", "few output channels per group (depthwise-like): direct one-channel kernel"
+    if o_per_group <= DEPTHWISE_MAX_CHANNELS:
+        return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
+                             "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
+    taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
+    if taps <= FIRST_LAYER_MAX_TAPS:
+        return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_MAX_TAPS}): the first-layer kernel, "
+                               "4 output channels per pass (L1: 60 vs direct 26 GFLOP/s, 1 thread)")
     if problem.stride != (1, 1):
         return "im2col", "stride > 1: im2col reads only the strided windows (L3: 79-94 vs 64-81 GFLOP/s)"
-    taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
-    if taps < DIRECT_MIN_TAPS:
-        return "im2col", f"{taps} taps per output (< {DIRECT_MIN_TAPS}): too few for the direct kernel's loops"
     positions = problem.out_hw[0] * problem.out_hw[1]
     if positions <= IM2COL_MAX_POSITIONS:
         return "im2col", f"small output maps ({positions} <= {IM2COL_MAX_POSITIONS} positions): GEMM-friendly"
@@ -115,7 +141,23 @@ def workspace_bytes(problem, algo):
         if problem.is_pointwise:
             return 0
         return padded + problem.im2col_batch_chunk() * problem.col_bytes_per_image()
+    if algo == "depthwise":
+        return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
+    if algo == "first_layer":
+        return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
     return padded
+
+
+def _local_buffer_bytes(problem, item_positions, accumulator_rows):
+    """The row-block kernels' local buffers (input phase planes + a zero plane + accumulators), one set
+    per thread; zero padding needs no padded copy (other padding modes add one, not counted here)."""
+    (top, bottom), (left, right) = problem.pads
+    padded_hw = (problem.in_hw[0] + top + bottom, problem.in_hw[1] + left + right)
+    row_len, _, _, _, buf_rows = local_geometry(padded_hw, problem.kernel_hw, problem.stride, problem.dilation,
+                                                problem.out_hw, problem.n_batch, item_positions)
+    planes = problem.c_in // problem.groups * problem.stride[0] * problem.stride[1] + 1
+    per_thread = (planes + accumulator_rows) * buf_rows * row_len * problem.itemsize
+    return per_thread * numba.config.NUMBA_NUM_THREADS
 
 
 def plan_for(problem, algo="auto", fn="plan_conv2d"):
