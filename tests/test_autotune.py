@@ -121,3 +121,23 @@ def test_concurrent_choices_are_consistent(cache_file):
     assert set(stored) == {"key-0", "key-1", "key-2", "key-3"}
     assert all(stored[f"key-{k}"] == ("a" if k % 2 == 0 else "b") for k in range(4))
     assert not [f for f in os.listdir(cache_file.parent) if f.startswith(".autotune-")]  # no temp files left
+
+
+def test_conv2d_measure_times_every_algorithm_once_then_reuses_the_winner(cache_file):
+    import numpy as np
+
+    import fastconv
+    import fastconv.reference
+    from fastconv.dispatch import CONV2D_KERNEL_ALGOS
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 4, 9, 7)), rng.standard_normal((6, 4, 3, 3)), rng.standard_normal(6)
+    plan = fastconv.plan_conv2d(x.shape, w.shape, padding=1, dtype=np.float64, algo="measure")
+    assert plan.algo == "measure" and "not measured yet" in plan.reason
+    want = fastconv.reference.conv2d(x, w, b, padding=1)
+    np.testing.assert_allclose(fastconv.conv2d(x, w, b, padding=1, algo="measure"), want, rtol=1e-12, atol=1e-12)
+    stored = json.loads(cache_file.read_text())
+    assert len(stored) == 1 and next(iter(stored.values())) in CONV2D_KERNEL_ALGOS
+    plan = fastconv.plan_conv2d(x.shape, w.shape, padding=1, dtype=np.float64, algo="measure")
+    assert plan.algo == next(iter(stored.values())) and plan.reason.startswith("measured")
+    np.testing.assert_allclose(fastconv.conv2d(x, w, b, padding=1, algo="measure"), want, rtol=1e-12, atol=1e-12)

@@ -11,9 +11,9 @@ from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
                           pack_local_weights, pack_weights, tap_list)
-from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST, DIRECT_OB8_MIN_CHANNELS,
-                       FIRST_LAYER_ITEM_POSITIONS, IM2COL_FOLD_BATCH_POSITIONS, Conv2dProblem,
-                       choose_conv2d_algo)
+from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
+                       DIRECT_OB8_MIN_CHANNELS, FIRST_LAYER_ITEM_POSITIONS, IM2COL_FOLD_BATCH_POSITIONS,
+                       Conv2dProblem, choose_conv2d_algo, measure_key)
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import serial_if_small
@@ -58,8 +58,10 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
     groups : int, divides C and O (``groups == C`` is a depthwise convolution)
     padding_mode : "zeros", "reflect", "replicate" or "circular"
-    algo : "auto", "direct", "im2col", "depthwise" or "first_layer" (see :func:`fastconv.plan_conv2d`
-        and docs/algorithms.md); every algorithm accepts every problem
+    algo : "auto", "direct", "im2col", "depthwise", "first_layer" or "measure" (see
+        :func:`fastconv.plan_conv2d` and docs/algorithms.md); every algorithm accepts every problem.
+        "measure" times every algorithm on the first call of a problem and remembers the fastest, in
+        memory and on disk (:mod:`fastconv.autotune`), like cuDNN's benchmark mode
     out : ndarray, optional. C-contiguous result buffer of the exact shape and dtype.
 
     Returns
@@ -95,6 +97,19 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
     if problem.n_batch == 0:
         return out
+    if chosen == "measure":
+        from . import autotune
+
+        candidates = {a: (lambda a=a: _run(a, problem, x, weight, bias, padding_mode, dtype, out))
+                      for a in CONV2D_KERNEL_ALGOS}
+        autotune.choose(measure_key(problem), candidates)  # the winner ran last: out holds its result
+        return out
+    _run(chosen, problem, x, weight, bias, padding_mode, dtype, out)
+    return out
+
+
+def _run(chosen, problem, x, weight, bias, padding_mode, dtype, out):
+    """Run algorithm ``chosen`` into ``out`` (one thread when the problem is small)."""
     macs = problem.flops // 2
     if chosen == "depthwise":
         # Memory-bound: its multiply-adds run ~3x slower than the other kernels', so the thread wake-up
@@ -111,7 +126,6 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
                             padding_mode, dtype, out)
         else:
             _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
-    return out
 
 
 def _bias_or_zeros(bias, c_out, dtype):

@@ -11,7 +11,8 @@ import numpy as np
 from ._validate import FLOAT_DTYPES, check_choice
 from .conv_layout import local_geometry
 
-CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer")
+CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
+CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # what "measure" times
 
 # im2col columns are built in batch chunks whose size stays under this many bytes (one image at
 # least): large enough that each GEMM is efficient, small enough to stay far from 32 MiB mmap costs
@@ -111,6 +112,13 @@ class Plan:
 def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     """Return ``(algo, reason)`` for a canonical problem; ``algo`` other than "auto" is honoured."""
     check_choice(fn, "algo", algo, CONV2D_ALGOS)
+    if algo == "measure":
+        from . import autotune  # late import: autotune imports the package version
+
+        winner = autotune.lookup(measure_key(problem))
+        if winner is not None:
+            return winner, "measured: the fastest candidate when this problem was first run with algo='measure'"
+        return "measure", "not measured yet: the first conv2d call with algo='measure' times every algorithm"
     if algo != "auto":
         return algo, "requested by the caller"
     if problem.is_pointwise and problem.groups == 1:
@@ -131,8 +139,21 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     return "direct", "large stride-1 maps with many taps: the register-blocked direct kernel"
 
 
+def measure_key(problem):
+    """The :mod:`fastconv.autotune` key of a conv2d problem (everything the timing depends on)."""
+    from . import autotune
+
+    return autotune.make_key("conv2d", n=problem.n_batch, c_in=problem.c_in, c_out=problem.c_out,
+                             in_hw=tuple(problem.in_hw), kernel_hw=tuple(problem.kernel_hw),
+                             stride=tuple(problem.stride), dilation=tuple(problem.dilation),
+                             pads=tuple(map(tuple, problem.pads)), groups=problem.groups,
+                             itemsize=problem.itemsize)
+
+
 def workspace_bytes(problem, algo):
     """Bytes of temporary memory besides the result."""
+    if algo == "measure":  # the candidates run one after another
+        return max(workspace_bytes(problem, a) for a in CONV2D_KERNEL_ALGOS)
     kh, kw = problem.kernel_hw
     (top, bottom), (left, right) = problem.pads
     padded = (problem.n_batch * problem.c_in * (problem.in_hw[0] + top + bottom + kh)
