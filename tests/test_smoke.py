@@ -23,7 +23,7 @@ CONV_CASES = {
     "depthwise-reflect": dict(x=(2, 6, 6, 7), w=(6, 1, 3, 3), kw=dict(padding=1, groups=6,
                                                                            padding_mode="reflect")),
     "1x1": dict(x=(2, 5, 4, 4), w=(7, 5, 1, 1), kw=dict()),
-    # Above conv_layout.SMALL_PAD_ELEMENTS: the numba padding / space-to-depth kernel runs.
+    # A larger strided input: several stride phases, pooled plane buffers.
     "large-s2-same": dict(x=(2, 8, 66, 64), w=(8, 8, 3, 3), kw=dict(stride=2, padding="same")),
 }
 

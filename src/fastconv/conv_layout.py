@@ -8,8 +8,8 @@ import functools
 
 import numpy as np
 
+from . import memory
 from ._kernels.conv_direct_local import TAP_GROUP
-from ._kernels.pad import pad_space_to_depth
 from ._validate import as_kernel_array
 from .padding import pad_nchw
 
@@ -68,34 +68,19 @@ def pack_weights(weight, groups, block, n_taps, dtype):
 def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
     """Padded input rearranged into flat space-to-depth planes: (C * sh * sw, N * rows * row_len).
 
-    Zero padding and the phase split happen in one parallel pass; other padding modes first build the
-    padded array (numpy), then split it.
+    ``planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b]``, zeros outside the input. numpy
+    strided copies (one per stride phase) into a pooled buffer: as fast as the parallel numba kernel
+    this replaced on L2 (4.3 vs 7.9 ms on a loaded machine) and 3 s less compilation on the first
+    conv2d (docs/performance.md, "Cold start"). Other padding modes first build the padded array.
     """
     (top, _), (left, _) = pads
     sh, sw = s_hw
-    n_batch, c_in = x.shape[0], x.shape[1]
     if padding_mode == "zeros":
-        src, top, left = as_kernel_array(x, dtype), top, left
+        src = x.astype(dtype, copy=False)
     else:
         src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
-    if src.size < SMALL_PAD_ELEMENTS:
-        planes = _small_space_to_depth(src, top, left, sh, sw, rows, row_len)
-    else:
-        planes = np.empty((c_in, sh, sw, n_batch, rows, row_len), dtype=dtype)
-        pad_space_to_depth(src, planes, top, left)
-    return planes.reshape(c_in * sh * sw, n_batch * rows * row_len)
-
-
-# Below this many input elements numpy's strided copies beat the parallel numba kernel, whose per-row
-# loop overhead and thread wake-up dominate tiny feature maps (measured: (32, 16, 4, 4) input, 32 us
-# numpy vs 131 us numba on one thread, 145 us on two).
-SMALL_PAD_ELEMENTS = 1 << 16
-
-
-def _small_space_to_depth(src, top, left, sh, sw, rows, row_len):
-    """numpy version of ``pad_space_to_depth`` for small inputs (same layout and values)."""
     n_batch, c_in, ih, iw = src.shape
-    planes = np.zeros((c_in, sh, sw, n_batch, rows, row_len), dtype=src.dtype)
+    planes = memory.empty((c_in, sh, sw, n_batch, rows, row_len), dtype)
     xc = src.transpose(1, 0, 2, 3)
     for a in range(sh):
         for b in range(sw):
@@ -105,8 +90,14 @@ def _small_space_to_depth(src, top, left, sh, sw, rows, row_len):
             y0 = i0 * sh + a - top
             x0 = j0 * sw + b - left
             phase = xc[:, :, y0::sh, x0::sw][:, :, :rows - i0, :row_len - j0]
-            planes[:, a, b, :, i0:i0 + phase.shape[2], j0:j0 + phase.shape[3]] = phase
-    return planes
+            i1, j1 = i0 + phase.shape[2], j0 + phase.shape[3]
+            dst = planes[:, a, b]
+            dst[:, :, :i0] = 0  # zero only the border the copy leaves
+            dst[:, :, i1:] = 0
+            dst[:, :, i0:i1, :j0] = 0
+            dst[:, :, i0:i1, j1:] = 0
+            dst[:, :, i0:i1, j0:j1] = phase
+    return planes.reshape(c_in * sh * sw, n_batch * rows * row_len)
 
 
 # --- Row-block kernels (conv_depthwise, conv_first) ---------------------------------------------------
