@@ -1,7 +1,9 @@
-"""Backward passes on the conv layer suite (L2, L4, L5, L7) and pools: reported, never asserted.
+"""Backward passes on the conv layer suite (L2, L4, L5, L7), the digits training loop's convolutions and
+pools: reported, never asserted.
 
 Small batch by default (``QUICK_BATCH``); ``FASTCONV_BENCH_FULL=1`` uses the issue's full batch sizes.
-The side-by-side comparison with torch autograd is in docs/backward.md.
+The side-by-side comparison with torch autograd is ``python -m fastconv bench --section backward``
+(``fastconv/benchmarks/backward.py``); tables in docs/backward.md.
 """
 
 import numpy as np
@@ -23,6 +25,25 @@ def test_conv2d_backward(benchmark, layer):
     gx, gw, gb = benchmark(fastconv.conv2d_backward, grad_out, x, weight, stride=stride, padding="same",
                            groups=groups)
     assert gx.shape == x.shape and gw.shape == weight.shape
+
+
+# The digits training loop's two convolutions (issue 5): per-call overhead dominates on these tiny maps.
+DIGITS = {
+    "conv1": ((32, 1, 8, 8), 16, (False, True, True)),  # first layer: no grad_x
+    "conv2": ((32, 16, 4, 4), 32, (True, True, True)),
+}
+
+
+@pytest.mark.parametrize("case", list(DIGITS))
+def test_conv2d_backward_digits(benchmark, case):
+    x_shape, c_out, mask = DIGITS[case]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    weight = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(np.float32)
+    grad_out = rng.standard_normal((x_shape[0], c_out) + x_shape[2:]).astype(np.float32)
+    benchmark.group = f"conv2d_backward digits {case}"
+    gx, gw, gb = benchmark(fastconv.conv2d_backward, grad_out, x, weight, padding=1, output_mask=mask)
+    assert gw.shape == weight.shape and (gx is None) == (not mask[0])
 
 
 POOLS = {

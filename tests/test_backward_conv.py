@@ -12,8 +12,6 @@ import fastconv.reference as ref
 from conftest import FD_TOL, assert_close_to, numeric_grad
 
 
-
-
 CONV_CASES = {
     "plain": dict(),
     "stride2-pad1": dict(stride=2, padding=1),
@@ -119,13 +117,26 @@ def test_conv_transpose2d_backward_matches_reference(rng, options, dtype):
     _assert_triple_close(fastconv.conv_transpose2d_backward(g, x, w, **options), expected, dtype)
 
 
-def test_conv2d_grad_weight_batch_chunks_match_reference(rng, monkeypatch):
-    # A tiny workspace forces one image per GEMM chunk: the chunk sums must equal the reference.
-    monkeypatch.setattr(fastconv.backward, "GRAD_WEIGHT_WORKSPACE_BYTES", 1)
-    x, w = _conv_inputs(rng, {}, c_out=6, shape=(5, 3, 8, 8), kernel=(3, 3))
-    g = rng.standard_normal((5, 6, 6, 6))
-    _, gw, _ = fastconv.conv2d_backward(g, x, w)
-    np.testing.assert_allclose(gw, ref.conv2d_backward(g, x, w)[1], rtol=1e-10, atol=1e-10)
+BAND_SPLITS = {
+    "row-bands": (1, 1),          # one output row of one image per band: 30 bands in 8 partial sums
+    "two-images": (1, 72),        # whole images, two per band (the last band has one)
+    "one-band": (2**30, 2**30),   # the whole batch in one band
+}
+
+
+@pytest.mark.parametrize("options", [dict(), dict(padding=1, stride=2), dict(groups=2, padding=(1, 0))],
+                         ids=["plain", "pad-stride2", "groups2"])
+@pytest.mark.parametrize("split", BAND_SPLITS.values(), ids=BAND_SPLITS.keys())
+def test_conv2d_backward_band_splits_match_reference(rng, monkeypatch, split, options):
+    # Bands of one row, of several images and of everything: the band sums and the partial sums of the
+    # weight gradient, and the input gradient's band outputs, must all equal the reference.
+    monkeypatch.setattr(fastconv.backward, "BATCH_INNER_MAX_OW", 0)  # the band path even for tiny maps
+    monkeypatch.setattr(fastconv.backward, "BAND_BYTES", split[0])
+    monkeypatch.setattr(fastconv.backward, "BAND_MIN_POSITIONS", split[1])
+    x, w = _conv_inputs(rng, options, c_out=6, shape=(5, 4, 8, 8), kernel=(3, 3))
+    g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape)
+    _assert_triple_close(fastconv.conv2d_backward(g, x, w, **options), ref.conv2d_backward(g, x, w, **options),
+                         np.float64)
 
 
 def test_mixed_dtypes_give_the_common_dtype(rng):

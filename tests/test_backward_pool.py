@@ -321,7 +321,7 @@ def test_backward_kernels_compile_at_most_one_signature_per_dtype(rng):
             fastconv.conv2d_backward(g, x[:, :, :, ::-1], rng.standard_normal((4, 4 // groups, 2, 3)).astype(dtype),
                                      groups=groups)
     for kern in (backward_pool.route_max_kernel, backward_pool.box_backward_kernel, im2col_kernels.im2col_rows,
-                 backward_conv.grad_weight_direct):
+                 backward_conv.grad_weight_rows):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)
 
 

@@ -4,10 +4,13 @@ Each ``*_backward`` takes the gradient of a scalar loss with respect to the forw
 (``grad_out``), the forward's inputs and the forward's options (same names and padding forms), and returns
 the gradients with respect to the inputs. Formulas, race-freedom strategy and timings: docs/backward.md.
 
-* ``conv2d``: ``grad_x`` is the transposed convolution of ``grad_out`` (``fastconv.conv_transpose2d``, the
-  exact adjoint), folded back through the padding for ``padding_mode`` other than "zeros"; ``grad_weight``
-  is the correlation of the (padded) input with ``grad_out`` (im2col + one BLAS GEMM per group and batch
-  chunk, or a direct kernel for depthwise-like convolutions); ``grad_bias`` sums over (N, H, W).
+* ``conv2d``: ``grad_x`` is the transposed convolution of ``grad_out`` (the exact adjoint), folded back
+  through the padding for ``padding_mode`` other than "zeros"; ``grad_weight`` is the correlation of the
+  (padded) input with ``grad_out``; ``grad_bias`` sums over (N, H, W). Three evaluation paths: band GEMMs
+  on worker threads (large problems: the unfold of a band of rows stays in cache and feeds one BLAS call on
+  one thread), batch-innermost GEMMs (tiny feature maps: copy loops over whole rows of every
+  image), and a direct row kernel for depthwise-like ``grad_weight``. Strided ``grad_x`` is
+  ``fastconv.conv_transpose2d``.
 * ``conv_transpose2d``: the adjoint of conv2d, so ``grad_x = conv2d(grad_out, weight)`` and ``grad_weight``
   is conv2d's weight gradient with the roles of input and output gradient exchanged.
 * Pools: max pools route each output gradient to the forward's argmax (given ``indices``, or recomputed
@@ -16,29 +19,47 @@ the gradients with respect to the inputs. Formulas, race-freedom strategy and ti
 """
 
 import functools
+import itertools
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from . import memory
-from ._kernels.backward_conv import grad_weight_direct
-from ._kernels.im2col import im2col_rows
+from ._kernels.backward_conv import (bias_grad, fold_batch_inner, grad_weight_rows, im2col_band, to_batch_inner,
+                                      to_batch_inner_sums, unfold_batch_inner)
+from ._kernels.backward_conv_gemm import gemm
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
 from ._validate import as_kernel_array, check_array, check_choice, check_output_mask, common_dtype, is_int
-from .blas import matmul
 from .conv import conv2d, conv2d_problem
-from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
+from .blas import _LOCK as _BLAS_LOCK
+from .blas import _openblas
+from .conv_transpose import _executor, _one_blas_thread, conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
 from .pool import (_adaptive_size, _check_flag, _check_spatial, _paper_level_bins, _spp_levels, _window_args,
                    SPP_MODES, SPP_RULES, adaptive_max_pool2d, max_pool2d)
 from .shapes import adaptive_bins
-from .threads import SERIAL_ELEMENTS, serial_if_small
+from .threads import SERIAL_ELEMENTS, SERIAL_MACS, serial_if_small
 
-# im2col columns for the weight gradient are built per batch chunk under this many bytes (one image at least).
-GRAD_WEIGHT_WORKSPACE_BYTES = 32 * 2**20
+# Band GEMMs (conv gradients): a band's columns stay under this many bytes, so the GEMM reads them from
+# the cache right after the unfold wrote them (one image row at least).
+BAND_BYTES = 4 * 2**20
+# Smaller maps put several whole images in a band so that its GEMM's inner dimension has at least this
+# many positions. L5 (14 x 14 = 196 positions) runs faster one image per band (weight-gradient GEMM on one
+# thread: 89 GFLOP/s with 196 positions vs 75 with 392) than with two (which also costs a transposing copy).
+BAND_MIN_POSITIONS = 128
+# The weight gradient is summed in at most this many partial sums (one per run of bands, fixed by the
+# shape: the thread count never changes the summation order), and in fewer when they would exceed
+# GRAD_WEIGHT_PARTIAL_BYTES together.
+GRAD_WEIGHT_UNITS = 8
+GRAD_WEIGHT_PARTIAL_BYTES = 16 * 2**20
+# Small problems (under SERIAL_MACS) whose output rows are shorter than this take the batch-innermost path
+# (copy loops over OW * N values instead of OW); at most this many groups (one GEMM pair per group).
+BATCH_INNER_MAX_OW = 16
+BATCH_INNER_MAX_GROUPS = 4
 
-# Use the direct weight-gradient kernel when (C / groups) * (O / groups) is at most this (depthwise-like):
-# the per-group GEMMs would be (og x m*L) @ (m*L x cg*kh*kw) with tiny og and cg.
+# Use the direct weight-gradient row kernel when (C / groups) * (O / groups) is at most this (depthwise-
+# like): the per-group GEMMs would be (og x L) @ (L x cg*kh*kw) with tiny og and cg.
 GRAD_WEIGHT_DIRECT_MAX_CHANNELS = 4
 
 # Plane-vectorised pool kernels: planes per block (SIMD lanes x a few) and the per-block buffer budget.
@@ -92,82 +113,407 @@ def _fold_axis(grad, axis, size, p0, p1, mode):
     return np.ascontiguousarray(np.moveaxis(folded, 0, axis))
 
 
-def _conv_grad_weight(inp, grad, weight_shape, problem, padding_mode, dtype):
-    """conv2d weight gradient on one thread when the problem is small (see ``serial_if_small``)."""
-    with serial_if_small(problem.flops // 2):
-        return _conv_grad_weight_kernels(inp, grad, weight_shape, problem, padding_mode, dtype)
+# ---------------------------------------------------------------------------------------------------
+# Convolution gradients: band GEMMs (threaded), batch-innermost GEMMs (tiny maps), direct rows
+# ---------------------------------------------------------------------------------------------------
+
+def _ceil_div(a, b):
+    return -(-a // b)
 
 
-def _conv_grad_weight_kernels(inp, grad, weight_shape, problem, padding_mode, dtype):
-    """conv2d weight gradient: ``sum_{n, oy, ox} grad[n, o, oy, ox] * inp_padded[n, c, oy*sh + ky*dh, ...]``.
+@dataclass(frozen=True)
+class _Bands:
+    """A split of ``n_batch`` images of ``rows_total x cols`` positions into GEMM bands.
 
-    ``inp`` (N, C, H, W) is the conv2d input (padded here with ``problem.pads`` and ``padding_mode``);
-    ``grad`` (N, O, OH, OW) the conv2d output gradient, already of shape ``problem.out_hw``.
+    A band is ``(n0, m, y0, rows)``: images ``n0 .. n0 + m - 1``, rows ``y0 .. y0 + rows - 1`` of each.
+    Either ``m == 1`` (large maps: row bands of one image) or ``rows == rows_total`` (small maps: several
+    whole images, so the GEMM's inner dimension is at least ``BAND_MIN_POSITIONS``).
     """
-    n_batch, c_in = problem.n_batch, problem.c_in
-    c_out, cg, kh, kw = weight_shape
-    groups = problem.groups
-    og = c_out // groups
-    oh, ow = problem.out_hw
-    (sh, sw), (dh, dw) = problem.stride, problem.dilation
-    xp = pad_nchw(inp, problem.pads, padding_mode, dtype)
-    grad = as_kernel_array(grad, dtype)
-    if cg * og <= GRAD_WEIGHT_DIRECT_MAX_CHANNELS:
-        gw = np.empty(weight_shape, dtype=dtype)
-        grad_weight_direct(xp, grad, gw, sh, sw, dh, dw, groups)
-        return gw
-    per_pos = oh * ow
-    per_image = c_in * kh * kw * per_pos * np.dtype(dtype).itemsize
-    chunk = max(1, min(n_batch, GRAD_WEIGHT_WORKSPACE_BYTES // max(per_image, 1)))
-    col_buf = memory.empty(c_in * kh * kw * chunk * per_pos, dtype)
-    g_buf = memory.empty(c_out * chunk * per_pos, dtype)
-    gw = np.zeros((groups, og, cg * kh * kw), dtype=dtype)
-    for n0 in range(0, n_batch, chunk):
-        m = min(chunk, n_batch - n0)
-        col = col_buf[:c_in * kh * kw * m * per_pos].reshape(c_in * kh * kw, m, per_pos)
-        im2col_rows(xp, col, n0, kh, kw, sh, sw, dh, dw, oh, ow)
-        gt = g_buf[:c_out * m * per_pos].reshape(groups, og, m, per_pos)
-        gt[...] = grad[n0:n0 + m].reshape(m, groups, og, per_pos).transpose(1, 2, 0, 3)
-        cols = col.reshape(groups, cg * kh * kw, m * per_pos)
-        # cols @ gt^T (cg*kh*kw x og) rather than gt @ cols^T: OpenBLAS is ~10x slower on the latter
-        # (few rows, long inner dimension; 2.6 s vs 0.13 s on L2, docs/backward.md).
-        gw += matmul(cols, gt.reshape(groups, og, m * per_pos).transpose(0, 2, 1)).transpose(0, 2, 1)
-    return gw.reshape(weight_shape)
+
+    images: int
+    rows: int
+    n_batch: int
+    rows_total: int
+    cols: int
+
+    @property
+    def count(self):
+        return _ceil_div(self.n_batch, self.images) * _ceil_div(self.rows_total, self.rows)
+
+    @property
+    def max_len(self):
+        return self.images * self.rows * self.cols
+
+    def band(self, b):
+        per_image = _ceil_div(self.rows_total, self.rows)
+        chunk, part = divmod(b, per_image)
+        n0, y0 = chunk * self.images, part * self.rows
+        return n0, min(self.images, self.n_batch - n0), y0, min(self.rows, self.rows_total - y0)
 
 
-def _conv_grad_input(g, w, problem, pads, in_hw):
-    """Adjoint of conv2d with zero ``pads``: the (N, C, H, W) gradient of its input of size ``in_hw``.
+def _bands(n_batch, rows_total, cols, k_rows, itemsize):
+    """Bands whose columns ``(k_rows, band positions)`` stay under ``BAND_BYTES`` (cache-resident for the
+    GEMM that reads them), with at least ``BAND_MIN_POSITIONS`` positions when the images allow it."""
+    budget = max(cols, BAND_BYTES // max(1, k_rows * itemsize))  # positions
+    positions = rows_total * cols
+    if positions >= BAND_MIN_POSITIONS or n_batch == 1:
+        rows = max(1, min(rows_total, budget // cols))
+        rows = _ceil_div(rows_total, _ceil_div(rows_total, rows))  # equal bands
+        return _Bands(1, rows, n_batch, rows_total, cols)
+    images = max(_ceil_div(BAND_MIN_POSITIONS, positions), budget // positions)
+    images = min(n_batch, images)
+    images = _ceil_div(n_batch, _ceil_div(n_batch, images))
+    return _Bands(images, rows_total, n_batch, rows_total, cols)
 
-    Stride 1 with ``pads <= k_eff - 1``: a conv2d of ``grad_out`` with the flipped, channel-swapped
-    filters ``wf[g*cg + c, o, ky, kx] = w[g*og + o, c, kh-1-ky, kw-1-kx]`` and pads ``k_eff - 1 - pad``
-    (the forward's fast direct kernel; 3x faster than the general transposed kernel on L2). Otherwise
-    ``conv_transpose2d`` (the definition of the adjoint).
+
+class _GradWeightTask:
+    """Weight gradient by band GEMMs: ``partial[u] = sum over the unit's bands of g_band @ col_band^T``.
+
+    Units are fixed runs of bands (their number depends on the shape only); each unit owns one partial
+    sum, accumulated band by band in order, and the partials are added in unit order at the end: the
+    result does not depend on which thread ran which unit.
     """
-    (kh, kw), (dh, dw), groups = problem.kernel_hw, problem.dilation, problem.groups
-    keh, kew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    flip_pads = ((keh - 1 - pads[0][0], keh - 1 - pads[0][1]), (kew - 1 - pads[1][0], kew - 1 - pads[1][1]))
-    if problem.stride == (1, 1) and min(min(p) for p in flip_pads) >= 0:
-        c_out, cg = w.shape[:2]
+
+    def __init__(self, inp, grad, weight_shape, problem, pads, dtype):
+        c_out, cg, kh, kw = weight_shape
+        self.inp, self.dtype = inp, dtype
+        self.groups, self.og, self.cg = problem.groups, c_out // problem.groups, cg
+        self.c_in, self.ih, self.iw = inp.shape[1], inp.shape[2], inp.shape[3]
+        self.kernel = (kh, kw)
+        self.steps = problem.stride + problem.dilation
+        self.top, self.left = pads[0][0], pads[1][0]
+        self.oh, self.ow = problem.out_hw
+        self.k_rows = self.c_in * kh * kw
+        self.grad = grad.reshape(grad.shape[0], c_out, self.oh * self.ow)
+        self.bands = _bands(inp.shape[0], self.oh, self.ow, self.k_rows, np.dtype(dtype).itemsize)
+        gw_bytes = c_out * cg * kh * kw * np.dtype(dtype).itemsize
+        self.units = max(1, min(self.bands.count, GRAD_WEIGHT_UNITS, GRAD_WEIGHT_PARTIAL_BYTES // gw_bytes))
+        self.partials = memory.empty((self.units, self.groups, self.og, cg * kh * kw), dtype)
+        self.macs = problem.flops // 2
+
+    def run(self, unit, buffers):
+        bands = self.bands
+        lo, hi = unit * bands.count // self.units, (unit + 1) * bands.count // self.units
+        xf = self.inp.reshape(-1)
+        img_len = self.c_in * self.ih * self.iw
+        kh, kw = self.kernel
+        cgk, og, p = self.cg * kh * kw, self.og, self.oh * self.ow
+        col_buf = buffers.get("col", self.k_rows * bands.max_len, self.dtype)
+        part = self.partials[unit]
+        for b in range(lo, hi):
+            n0, m, y0, rows = bands.band(b)
+            length = m * rows * self.ow
+            im2col_band(xf, n0 * img_len, m, img_len, self.c_in, self.ih, self.iw, col_buf, y0, rows, self.ow,
+                        self.top, self.left, kh, kw, *self.steps)
+            col = col_buf[:self.k_rows * length].reshape(self.k_rows, length)
+            if m == 1:
+                g_band = self.grad[n0][:, y0 * self.ow:(y0 + rows) * self.ow]
+            else:
+                g_band = buffers.get("g_w", self.grad.shape[1] * bands.max_len, self.dtype)
+                g_band = g_band[:self.grad.shape[1] * length].reshape(self.grad.shape[1], m, p)
+                np.copyto(g_band, self.grad[n0:n0 + m].transpose(1, 0, 2))
+                g_band = g_band.reshape(-1, length)
+            for gr in range(self.groups):
+                gemm(g_band[gr * og:(gr + 1) * og], col[gr * cgk:(gr + 1) * cgk].T, part[gr], b > lo)
+
+    def result(self, weight_shape):
+        if self.units == 1:
+            return self.partials[0].reshape(weight_shape)
+        gw = self.partials[0] + self.partials[1]  # a new array: the partials' block goes back to the pool
+        for unit in range(2, self.units):
+            gw += self.partials[unit]
+        return gw.reshape(weight_shape)
+
+
+class _GradInputTask:
+    """Stride-1 input gradient by band GEMMs: per band of the input grid, unfold ``grad_out`` with the
+    flipped padding (``k_eff - 1 - pad``) and multiply by the flipped, channel-swapped filters
+    ``wf[g][c, (o, ky, kx)] = w[g*og + o, c, kh-1-ky, kw-1-kx]``. Every band writes its own outputs."""
+
+    def __init__(self, grad, weight, problem, flip_pads, out_hw, dtype):
+        c_out, cg, kh, kw = weight.shape
+        groups = problem.groups
         og = c_out // groups
-        wf = np.ascontiguousarray(w.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-                                  .reshape(groups * cg, og, kh, kw))
-        return conv2d(g, wf, padding=flip_pads, dilation=problem.dilation, groups=groups)
-    return conv_transpose2d(g, w, stride=problem.stride, padding=pads, output_size=in_hw,
-                            dilation=problem.dilation, groups=groups)
+        self.grad, self.dtype = grad, dtype
+        self.groups, self.og, self.cg = groups, og, cg
+        self.kernel, self.dilation = (kh, kw), problem.dilation
+        self.top, self.left = flip_pads[0][0], flip_pads[1][0]
+        self.out_hw = out_hw
+        self.k_rows = c_out * kh * kw
+        self.wf = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
+                                       .transpose(0, 2, 1, 3, 4).reshape(groups, cg, og * kh * kw), dtype=dtype)
+        n_batch = grad.shape[0]
+        self.out = memory.empty((n_batch, groups * cg) + tuple(out_hw), dtype)
+        self.bands = _bands(n_batch, out_hw[0], out_hw[1], self.k_rows, np.dtype(dtype).itemsize)
+        self.units = self.bands.count
+        self.macs = n_batch * groups * cg * out_hw[0] * out_hw[1] * og * kh * kw
+
+    def run(self, band, buffers):
+        n0, m, y0, rows = self.bands.band(band)
+        n_batch, c_out, gh, gw_ = self.grad.shape
+        oh, ow = self.out_hw
+        kh, kw = self.kernel
+        img_len = c_out * gh * gw_
+        length = m * rows * ow
+        col_buf = buffers.get("col", self.k_rows * self.bands.max_len, self.dtype)
+        im2col_band(self.grad.reshape(-1), n0 * img_len, m, img_len, c_out, gh, gw_, col_buf, y0, rows, ow,
+                    self.top, self.left, kh, kw, 1, 1, *self.dilation)
+        col = col_buf[:self.k_rows * length].reshape(self.k_rows, length)
+        c_in, ogk, cg = self.groups * self.cg, self.og * kh * kw, self.cg
+        if m == 1:
+            dst = self.out[n0].reshape(c_in, oh * ow)[:, y0 * ow:(y0 + rows) * ow]
+        else:
+            dst = buffers.get("out_x", c_in * self.bands.max_len, self.dtype)[:c_in * length].reshape(c_in, length)
+        for gr in range(self.groups):
+            gemm(self.wf[gr], col[gr * ogk:(gr + 1) * ogk], dst[gr * cg:(gr + 1) * cg], False)
+        if m > 1:
+            np.copyto(self.out[n0:n0 + m].reshape(m, c_in, oh * ow), dst.reshape(c_in, m, oh * ow).transpose(1, 0, 2))
 
 
-def _conv_grad_x(g, w, problem, padding_mode):
-    """conv2d input gradient, folded back through the padding for modes other than "zeros"."""
-    ih, iw = problem.in_hw
-    if padding_mode == "zeros":
-        return _conv_grad_input(g, w, problem, problem.pads, (ih, iw))
+class _Buffers:
+    """One worker's scratch arrays, grown on demand and reused across its work items."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, name, size, dtype):
+        arr = self._arrays.get(name)
+        if arr is None or arr.size < size or arr.dtype != dtype:
+            arr = memory.empty(size, dtype)
+            self._arrays[name] = arr
+        return arr
+
+
+def _run_tasks(tasks):
+    """Run every unit of every task; units are handed out dynamically to ``fastconv.get_num_threads()``
+    threads (the caller and the helper threads of ``conv_transpose2d``'s pool) when the work is large,
+    else all on the calling thread. Each unit writes memory no other unit touches and computes it the same
+    way on any thread (BLAS on one thread per call), so results are bit-identical for any thread count."""
+    items = [(task, unit) for task in tasks for unit in range(task.units)]
+    macs = sum(task.macs for task in tasks)
+    threads = 1 if macs < SERIAL_MACS else min(numba.get_num_threads(), len(items))
+    counter = itertools.count()
+
+    def worker():
+        buffers = _Buffers()
+        while True:
+            i = next(counter)
+            if i >= len(items):
+                return
+            task, unit = items[i]
+            task.run(unit, buffers)
+
+    with _one_blas_thread():
+        if threads == 1:
+            worker()
+            return
+        helpers = [_executor().submit(worker) for _ in range(threads - 1)]
+        try:
+            worker()
+        finally:
+            for helper in helpers:
+                helper.result()
+
+
+class _Uncachable(Exception):
+    """An option value the problem cache does not key on (anything but ints, strings, tuples, lists)."""
+
+
+def _option_key(value):
+    """A hashable key for an option that keeps its type (``True`` and ``1`` differ: one is rejected)."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return kind, value
+    if kind is tuple or kind is list:
+        return kind, tuple(_option_key(v) for v in value)
+    raise _Uncachable
+
+
+_PROBLEMS = {}
+_PROBLEMS_MAX = 256
+
+
+def _conv2d_backward_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, padding_mode, dtype):
+    """``conv2d_problem`` + ``check_padding_mode``, remembered per (shapes, options, dtype): a training loop
+    asks for the same few problems every step, and the validation costs ~10 us of a ~60 us tiny call.
+    Only successful validations are remembered (errors are raised afresh every time)."""
+    try:
+        key = (x_shape, weight_shape, _option_key(stride), _option_key(padding), _option_key(dilation),
+               _option_key(groups), _option_key(padding_mode), dtype)
+    except _Uncachable:
+        key = None
+    problem = _PROBLEMS.get(key) if key is not None else None
+    if problem is None:
+        problem = conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype)
+        check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
+        if key is not None:
+            if len(_PROBLEMS) >= _PROBLEMS_MAX:
+                _PROBLEMS.clear()
+            _PROBLEMS[key] = problem
+    return problem
+
+
+def _use_batch_inner(problem, weight_shape):
+    """Tiny feature maps (a few values per image row) on a small problem: the batch-innermost path."""
+    c_out, cg = weight_shape[0], weight_shape[1]
+    return (problem.out_hw[1] < BATCH_INNER_MAX_OW and problem.flops // 2 < SERIAL_MACS
+            and problem.groups <= BATCH_INNER_MAX_GROUPS
+            and cg * (c_out // problem.groups) > GRAD_WEIGHT_DIRECT_MAX_CHANNELS)
+
+
+class _single_blas_thread:
+    """OpenBLAS on one thread for a short serial section, holding ``fastconv.blas``'s lock meanwhile (the
+    protocol of ``blas.matmul``): ~1 us instead of ~5 us for the reference-counted ``_one_blas_thread``,
+    which the threaded paths use. Without OpenBLAS a no-op."""
+
+    __slots__ = ("previous",)
+
+    def __enter__(self):
+        handles = _openblas()
+        self.previous = None
+        if handles is not None:
+            _BLAS_LOCK.acquire()
+            self.previous = handles[1]()
+            if self.previous != 1:
+                handles[0](1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            if self.previous != 1:
+                _openblas()[0](self.previous)
+            _BLAS_LOCK.release()
+        return False
+
+
+def _conv_grads_batch_inner(x, g, weight, problem, padding_mode, dtype, want_x, want_w, want_b):
+    """(grad_x, grad_weight, grad_bias) for tiny feature maps, on the calling thread, batch innermost.
+
+    ``grad_out`` is transposed once to ``gb`` (O, OH, OW, N) (the bias gradient is summed on the way):
+    ``grad_weight[g] = gb[g] @ colb[g]^T`` with ``colb`` the batch-innermost columns of the padded input,
+    ``grad_x`` = the fold of ``W[g]^T @ gb[g]`` (any stride / dilation). Two GEMMs over all ``N * OH * OW``
+    positions at once, and copy loops that run over whole rows of every image.
+    """
+    n_batch, c_in, ih, iw = x.shape
+    c_out, cg, kh, kw = weight.shape
+    groups, kk = problem.groups, kh * kw
+    oh, ow = problem.out_hw
     (top, bottom), (left, right) = problem.pads
-    grad_xp = _conv_grad_input(g, w, problem, ((0, 0), (0, 0)), (ih + top + bottom, iw + left + right))
-    return _fold_axis(_fold_axis(grad_xp, 2, ih, top, bottom, padding_mode), 3, iw, left, right, padding_mode)
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    positions = oh * ow * n_batch
+    gb = np.empty((groups, c_out // groups, positions), dtype=dtype)
+    bias = np.empty(c_out, dtype=dtype)
+    to_batch_inner_sums(as_kernel_array(g, dtype), gb.reshape(c_out, oh, ow, n_batch), bias)
+    gx = gw = None
+    zeros = padding_mode == "zeros"
+    with _single_blas_thread():
+        if want_w:
+            xb = np.empty((c_in, ih + top + bottom, iw + left + right, n_batch), dtype=dtype)
+            if zeros:
+                to_batch_inner(as_kernel_array(x, dtype), xb, top, left)
+            else:
+                to_batch_inner(pad_nchw(x, problem.pads, padding_mode, dtype), xb, 0, 0)
+            colb = np.empty((groups, cg * kk, positions), dtype=dtype)
+            unfold_batch_inner(xb, colb.reshape(c_in * kk, oh, ow * n_batch), kh, kw, sh, sw, dh, dw)
+            # The orientation with the longer output side first: OpenBLAS runs (144 x 512) @ (512 x 32) ~10 %
+            # faster than (32 x 512) @ (512 x 144) (the digits' conv2), and (16 x 2048) @ (2048 x 9) a little
+            # faster than its transpose (conv1).
+            og = c_out // groups
+            if cg * kk > og:
+                gwt = np.empty((groups, cg * kk, og), dtype=dtype)
+                for gr in range(groups):
+                    np.matmul(colb[gr], gb[gr].T, out=gwt[gr])
+                gw = np.ascontiguousarray(gwt.transpose(0, 2, 1)).reshape(weight.shape)
+            else:
+                gw = np.empty((groups, og, cg * kk), dtype=dtype)
+                for gr in range(groups):
+                    np.matmul(gb[gr], colb[gr].T, out=gw[gr])
+                gw = gw.reshape(weight.shape)
+        if want_x:
+            wm = weight.reshape(groups, c_out // groups, cg * kk)
+            colg = np.empty((groups, cg * kk, positions), dtype=dtype)
+            for gr in range(groups):
+                np.matmul(wm[gr].T, gb[gr], out=colg[gr])
+            if zeros:
+                gx = np.empty(x.shape, dtype=dtype)
+            else:
+                gx = np.empty((n_batch, c_in, ih + top + bottom, iw + left + right), dtype=dtype)
+            fold_batch_inner(colg.reshape(c_in * kk, oh, ow * n_batch), gx, np.empty(n_batch, dtype),
+                             kh, kw, sh, sw, dh, dw, top if zeros else 0, left if zeros else 0)
+    if gx is not None and not zeros:
+        gx = _fold_axis(_fold_axis(gx, 2, ih, top, bottom, padding_mode), 3, iw, left, right, padding_mode)
+    return gx, gw, bias if want_b else None
+
+
+def _flip_pads(problem, pads):
+    """Pads of the stride-1 input gradient as a conv2d of ``grad_out``: ``k_eff - 1 - pad`` per side."""
+    (kh, kw), (dh, dw) = problem.kernel_hw, problem.dilation
+    keh, kew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    return ((keh - 1 - pads[0][0], keh - 1 - pads[0][1]), (kew - 1 - pads[1][0], kew - 1 - pads[1][1]))
+
+
+def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
+    """(grad_x, grad_weight) of conv2d (None where not wanted); ``g`` of the forward's output shape."""
+    ih, iw = problem.in_hw
+    (top, bottom), (left, right) = problem.pads
+    zeros = padding_mode == "zeros"
+    tasks = []
+    gx_task = gx = None
+    g = as_kernel_array(g, dtype)
+    if want_x:
+        # Input gradient of the padded input when the padding copies cells (folded afterwards).
+        pads = problem.pads if zeros else ((0, 0), (0, 0))
+        out_hw = (ih, iw) if zeros else (ih + top + bottom, iw + left + right)
+        flip = _flip_pads(problem, pads)
+        if problem.stride == (1, 1) and min(min(p) for p in flip) >= 0:
+            gx_task = _GradInputTask(g, weight, problem, flip, out_hw, dtype)
+            tasks.append(gx_task)
+        else:
+            with serial_if_small(problem.flops // 2):
+                gx = conv_transpose2d(g, weight, stride=problem.stride, padding=pads, output_size=out_hw,
+                                      dilation=problem.dilation, groups=problem.groups)
+    gw_task = gw = None
+    if want_w:
+        c_out, cg, kh, kw = weight.shape
+        og = c_out // problem.groups
+        if zeros:
+            inp, pads = as_kernel_array(x, dtype), problem.pads
+        else:
+            inp, pads = pad_nchw(x, problem.pads, padding_mode, dtype), ((0, 0), (0, 0))
+        if cg * og <= GRAD_WEIGHT_DIRECT_MAX_CHANNELS:
+            gw = np.empty(weight.shape, dtype=dtype)
+            (sh, sw), (dh, dw) = problem.stride, problem.dilation
+            with serial_if_small(problem.flops // 2):
+                grad_weight_rows(inp, g, gw, gw.reshape(-1), 0, pads[0][0], pads[1][0], sh, sw, dh, dw,
+                                 problem.groups)
+        else:
+            gw_task = _GradWeightTask(inp, g, weight.shape, problem, pads, dtype)
+            tasks.insert(0, gw_task)  # the larger units first: better load balance at the end
+    if tasks:
+        _run_tasks(tasks)
+    if gx_task is not None:
+        gx = gx_task.out
+    if gw_task is not None:
+        gw = gw_task.result(weight.shape)
+    if gx is not None and not zeros:
+        gx = _fold_axis(_fold_axis(gx, 2, ih, top, bottom, padding_mode), 3, iw, left, right, padding_mode)
+    return gx, gw
+
+
+def _conv_grad_weight(inp, grad, weight_shape, problem, padding_mode, dtype):
+    """conv2d weight gradient alone (``conv_transpose2d_backward`` swaps the roles of input and gradient)."""
+    return _conv_grads(inp, grad, np.empty(weight_shape, dtype), problem, padding_mode, dtype, False, True)[1]
 
 
 def _grad_bias(grad_out, dtype):
-    return grad_out.sum(axis=(0, 2, 3), dtype=dtype)
+    """``grad_out.sum((0, 2, 3))`` in float64 lanes (one kernel pass; numpy's multi-axis sum costs ~25 us
+    on a (32, 16, 8, 8) array, as much as the weight gradient); always this way, so a masked call gives
+    the bits of a full one."""
+    n_batch, c_out = grad_out.shape[0], grad_out.shape[1]
+    g = as_kernel_array(grad_out, dtype)
+    gb = np.empty(c_out, dtype=dtype)
+    bias_grad(g.reshape(n_batch, c_out, -1), gb)
+    return gb
 
 
 def _masked(mask, *compute):
@@ -224,20 +570,25 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     check_array(fn, "grad_out", grad_out, 4)
     check_array(fn, "x", x, 4)
     check_array(fn, "weight", weight, 4)
-    mask = check_output_mask(fn, output_mask)
+    mask = output_mask
+    if not (type(mask) is tuple and len(mask) == 3 and type(mask[0]) is bool and type(mask[1]) is bool
+            and type(mask[2]) is bool):  # the common case checked inline: this call is per training step
+        mask = check_output_mask(fn, output_mask)
     dtype = common_dtype(grad_out, x, weight)
-    problem = conv2d_problem(fn, x.shape, weight.shape, stride, padding, dilation, groups, dtype)
-    check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
-    _check_grad_out(fn, grad_out, (problem.n_batch, problem.c_out) + problem.out_hw,
-                    f"conv2d of x {x.shape} with weight {weight.shape}")
+    problem = _conv2d_backward_problem(fn, x.shape, weight.shape, stride, padding, dilation, groups,
+                                       padding_mode, dtype)
+    if grad_out.shape != (problem.n_batch, problem.c_out) + problem.out_hw:
+        _check_grad_out(fn, grad_out, (problem.n_batch, problem.c_out) + problem.out_hw,
+                        f"conv2d of x {x.shape} with weight {weight.shape}")
     if problem.n_batch == 0:
         return _masked(mask, lambda: np.zeros(x.shape, dtype),
                        lambda: np.zeros(weight.shape, dtype), lambda: np.zeros(problem.c_out, dtype))
     g = grad_out.astype(dtype, copy=False)
-    return _masked(mask,
-                   lambda: _conv_grad_x(g, weight.astype(dtype, copy=False), problem, padding_mode),
-                   lambda: _conv_grad_weight(x, g, weight.shape, problem, padding_mode, dtype),
-                   lambda: _grad_bias(g, dtype))
+    w = weight.astype(dtype, copy=False)
+    if (mask[0] or mask[1]) and _use_batch_inner(problem, weight.shape):
+        return _conv_grads_batch_inner(x, g, w, problem, padding_mode, dtype, *mask)
+    gx, gw = _conv_grads(x, g, w, problem, padding_mode, dtype, mask[0], mask[1])
+    return gx, gw, _grad_bias(g, dtype) if mask[2] else None
 
 
 def conv_transpose2d_backward(grad_out, x, weight, *, stride=1, padding=0, output_padding=0, dilation=1,
