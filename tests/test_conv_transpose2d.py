@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fastconv
 from fastconv import conv_transpose2d
 from fastconv._kernels import conv_transpose as kernels
+from fastconv._kernels import conv_transpose_col2im as col2im_kernels
 from fastconv.conv_transpose import direct_split, plan_conv_transpose2d
 from fastconv.reference import conv_transpose2d as ref_conv_transpose2d
 
@@ -319,17 +320,21 @@ def test_kernels_keep_few_specialisations():
         w.flags.writeable = False
         for algo in ALGOS:
             conv_transpose2d(x, w.astype(dtype), stride=(2, 1), padding=1, algo=algo)
-    for k in (kernels.conv_transpose_phases_ob8, kernels.conv_transpose_phases_ob1, kernels.col2im_planes):
+    for k in (kernels.conv_transpose_phases_ob8, kernels.conv_transpose_phases_ob1, col2im_kernels.col2im_item,
+              col2im_kernels.pack_gemm_weights):
         assert 1 <= len(k.signatures) <= 2, (k, k.signatures)
 
 
 def test_plan_and_tile_are_pure_functions_of_the_shape():
     plan = plan_conv_transpose2d((16, 128, 28, 28), (128, 64, 4, 4), stride=2, padding=1)  # T1
     assert plan.algo == "col2im" and plan.out_shape == (16, 64, 56, 56)
-    assert "GEMM of 1024 x 128" in plan.reason
+    assert "GEMM depth C_in/groups = 128 >= 4" in plan.reason
     assert plan_conv_transpose2d((32, 256, 14, 14), (256, 128, 2, 2), stride=2).algo == "col2im"  # T2
-    assert plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1).algo == "direct"  # T3
-    assert plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 3, 3), groups=32).algo == "direct"  # depthwise
+    assert plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1).algo == "col2im"  # T3
+    depthwise = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 3, 3), groups=32)  # 9 taps per phase
+    assert depthwise.algo == "direct" and "9 taps per output phase (>= 6)" in depthwise.reason
+    depthwise_s2 = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 4, 4), stride=2, groups=32)  # 4 taps per phase
+    assert depthwise_s2.algo == "col2im" and "4 taps per output phase (< 6)" in depthwise_s2.reason
     assert plan_conv_transpose2d((1, 4, 3, 3), (4, 2, 3, 3), algo="direct").reason == "requested by the caller"
     assert plan.flops == 2 * 16 * 128 * 28 * 28 * 64 * 16
     assert plan_conv_transpose2d((1, 4, 3, 3), (4, 2, 3, 3), algo="col2im").workspace_bytes > 0
