@@ -6,13 +6,17 @@ every window holds an input cell) and the SPP layout. Choices where PyTorch is s
 differ are listed in docs/pooling.md.
 """
 
+import functools
+
 import numba
 import numpy as np
 
 from ._kernels.pool import (
+    VEC_BYTES,
     bin_avg_kernel,
     bin_max_indices_kernel,
     bin_max_kernel,
+    bin_max_lanes_kernel,
     max_pool2d_indices_kernel,
     pool2x2_kernel,
     window_pool2d_kernel,
@@ -24,6 +28,8 @@ from .threads import SERIAL_ELEMENTS, serial_if_small
 SPP_MODES = ("max", "avg")
 SPP_RULES = ("adaptive", "paper")
 TASKS_PER_THREAD = 4  # windowed pools split plane rows until there are this many tasks per thread
+# bin_max_lanes_kernel's per-thread buffers (LANES x bands x W cells each) stay below this many cells.
+LANES_MAX_CELLS = 16384
 
 
 def _check_flag(fn, name, value):
@@ -49,6 +55,10 @@ def _scratch(dtype, length):
     per_line = 64 // np.dtype(dtype).itemsize
     padded = (-(-length // per_line) + 1) * per_line
     return np.empty((numba.config.NUMBA_NUM_THREADS, padded), dtype=dtype)
+
+
+def _is_power_of_two(n):
+    return n > 0 and n & (n - 1) == 0
 
 
 def _axis_counts(size, n_out, k, s, pad0, pad1, include_pad):
@@ -80,8 +90,11 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     blocks = _row_blocks(n_batch * c_in, oh)
     if (k_hw == (2, 2) and s_hw == (2, 2) and d_hw == (1, 1) and top == 0 and left == 0
             and 2 * oh <= ih and 2 * ow <= iw):
-        d = np.full(1, divisor if mode == 3 else 4, dtype=x.dtype)
-        pool2x2_kernel(xk, out, d, min(mode, 1), blocks)
+        d = np.array(divisor if mode == 3 else 4, dtype=x.dtype)
+        kernel_mode = min(mode, 1)
+        if mode and _is_power_of_two(abs(int(d))) and float(d) == int(d):
+            d, kernel_mode = 1 / d, 2  # exact reciprocal
+        pool2x2_kernel(xk, out, d.reshape(1), kernel_mode, blocks)
         return
     if mode == 0:
         row_div = col_div = np.empty(0, dtype=x.dtype)
@@ -91,7 +104,8 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     else:
         row_div = _axis_counts(ih, oh, k_hw[0], s_hw[0], top, bottom, mode == 1).astype(x.dtype)
         col_div = _axis_counts(iw, ow, k_hw[1], s_hw[1], left, right, mode == 1).astype(x.dtype)
-    length = max(left + iw, (ow - 1) * s_hw[1] + (k_hw[1] - 1) * d_hw[1] + 1)
+    # A stride-2 vector load of the row pass reads one cell past the last window (the odd lane it drops).
+    length = max(left + iw, ow * s_hw[1] + (k_hw[1] - 1) * d_hw[1])
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
                          d_hw[0], d_hw[1], top, left, min(mode, 1), blocks)
 
@@ -237,6 +251,103 @@ def _bin_tables(level_bins, channels):
     return (as64(rows, (-1, 2)), as64(cols, (-1, 2)), as64(row_level, (-1,)), as64(table, (-1, 5)), out_off)
 
 
+def _union_run(bins, lo, hi):
+    """``(a, b)`` such that ``bins[a:b]`` (sorted ``(start, end)`` pairs) covers exactly ``[lo, hi)``, with no
+    gap and nothing outside, preferring the shortest run; None when no run does."""
+    for a in reversed([i for i, (start, _) in enumerate(bins) if start == lo]):
+        covered = lo
+        for b in range(a, len(bins)):
+            start, end = bins[b]
+            if start > covered or end > hi:
+                break
+            covered = max(covered, end)
+            if covered == hi:
+                return a, b + 1
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _lanes_tables(level_bins, channels, width):
+    """Tables of :func:`bin_max_lanes_kernel` for ``level_bins`` (tuple of ``(row_bins, col_bins)`` tuples of
+    ``(start, end)``, SPP order). Cached: the kernel only reads the tables.
+
+    Levels are planned finest first. A level whose every bin row and bin column is an exact union of a run
+    of an already planned level's bin rows / columns (max is idempotent, so overlapping bins may share
+    cells) is composed from that level's bins (the one needing the fewest); otherwise its bin rows become
+    bands read from the input. Returns ``(bands, direct_bins, composed_bins, levels)`` int64 arrays and
+    the total bin count.
+    """
+    bin_off, out_off, n_bins = [], [], 0
+    out_total = 0
+    for rb, cb in level_bins:
+        bin_off.append(n_bins)
+        out_off.append(out_total)
+        n_bins += len(rb) * len(cb)
+        out_total += channels * len(rb) * len(cb)
+    bands, band_index, direct, composed, planned = [], {}, [], [], []
+    for lv in sorted(range(len(level_bins)), key=lambda i: -len(level_bins[i][0]) * len(level_bins[i][1])):
+        rb, cb = level_bins[lv]
+        best = None
+        for src in planned:
+            rows = [_union_run(level_bins[src][0], lo, hi) for lo, hi in rb]
+            cols = [_union_run(level_bins[src][1], lo, hi) for lo, hi in cb]
+            if None not in rows and None not in cols:
+                cost = sum((r1 - r0) * (c1 - c0) for r0, r1 in rows for c0, c1 in cols)
+                if best is None or cost < best[0]:
+                    best = (cost, src, rows, cols)
+        if best is None:
+            for i, (y0, y1) in enumerate(rb):
+                band = band_index.setdefault((y0, y1), len(bands))
+                if band == len(bands):
+                    bands.append((y0, y1 - y0))
+                for j, (x0, x1) in enumerate(cb):
+                    direct.append((band * width + x0, x1 - x0, bin_off[lv] + i * len(cb) + j))
+        else:
+            _, src, rows, cols = best
+            src_lw = len(level_bins[src][1])
+            for i, (r0, r1) in enumerate(rows):
+                for j, (c0, c1) in enumerate(cols):
+                    composed.append((bin_off[src] + r0 * src_lw + c0, r1 - r0, c1 - c0, src_lw,
+                                     bin_off[lv] + i * len(cb) + j))
+        planned.append(lv)
+    levels = [(bin_off[lv], len(rb) * len(cb), out_off[lv]) for lv, (rb, cb) in enumerate(level_bins)]
+    as64 = lambda v, cols: np.array(v, dtype=np.int64).reshape(-1, cols)  # noqa: E731
+    return as64(bands, 2), as64(direct, 3), as64(composed, 5), as64(levels, 3), n_bins
+
+
+def _run_bins_lanes(x, level_bins, out):
+    """``level_bins`` as :func:`_level_bins` returns them. Max bins by :func:`bin_max_lanes_kernel` when it applies (enough planes to give every thread
+    TASKS_PER_THREAD groups of LANES planes, bounded buffers); returns False otherwise."""
+    n_batch, c_in, ih, iw = x.shape
+    lanes = VEC_BYTES // x.dtype.itemsize
+    if -(-n_batch * c_in // lanes) < TASKS_PER_THREAD * numba.get_num_threads():
+        return False
+    bands, direct, composed, levels, n_bins = _lanes_tables(level_bins, c_in, iw)
+    cells = bands.shape[0] * iw
+    if cells < lanes or cells * lanes > LANES_MAX_CELLS:
+        return False
+    threads = numba.config.NUMBA_NUM_THREADS
+    per_line = 64 // x.dtype.itemsize
+    band_scratch = np.empty((threads, cells * lanes + per_line), dtype=x.dtype)
+    cell_scratch = np.empty((threads, cells * lanes + per_line), dtype=x.dtype)
+    bin_scratch = np.empty((threads, (n_bins + lanes) * lanes + per_line), dtype=x.dtype)
+    bin_max_lanes_kernel(as_kernel_array(x, x.dtype), bands, direct, composed, levels, out, band_scratch,
+                         cell_scratch, bin_scratch)
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _level_bins(fn, rule, pairs, in_hw):
+    """``((row_bins, col_bins), ...)`` (tuples of ``(start, end)``) of each ``(l_h, l_w)`` level over an
+    input of size ``in_hw`` under ``rule`` ("adaptive" or "paper"; ValueError as :func:`_paper_level_bins`).
+    Cached: SPP and adaptive pooling are called with the same sizes over and over."""
+    if rule == "paper":
+        level_bins = [_paper_level_bins(fn, level, in_hw) for level in pairs]
+    else:
+        level_bins = [(adaptive_bins(in_hw[0], lh), adaptive_bins(in_hw[1], lw)) for lh, lw in pairs]
+    return tuple((tuple(rb), tuple(cb)) for rb, cb in level_bins)
+
+
 def _run_bins(x, level_bins, mode, out, indices=None):
     """:func:`_run_bins_kernels` on one thread when the problem is small (see ``serial_if_small``)."""
     with serial_if_small(x.size + out.size, SERIAL_ELEMENTS):
@@ -246,6 +357,8 @@ def _run_bins(x, level_bins, mode, out, indices=None):
 def _run_bins_kernels(x, level_bins, mode, out, indices=None):
     """Pool ``x`` over ``level_bins`` into ``out`` (N, total) (and ``indices``), SPP layout."""
     if out.size == 0:
+        return
+    if mode == "max" and indices is None and _run_bins_lanes(x, level_bins, out):
         return
     row_bins, col_bins, row_level, levels, _ = _bin_tables(level_bins, x.shape[1])
     xk = as_kernel_array(x, x.dtype)
@@ -283,7 +396,7 @@ def _adaptive(fn, x, output_size, mode, return_indices, out):
     indices = np.empty(out.shape, dtype=np.int64) if return_indices else None
     flat = out.reshape(n_batch, c_in * oh * ow)  # a view: out is C-contiguous
     flat_idx = None if indices is None else indices.reshape(flat.shape)
-    _run_bins(x, [(adaptive_bins(ih, oh), adaptive_bins(iw, ow))], mode, flat, flat_idx)
+    _run_bins(x, _level_bins(fn, "adaptive", ((oh, ow),), (ih, iw)), mode, flat, flat_idx)
     return (out, indices) if return_indices else out
 
 
@@ -389,10 +502,7 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, rule="adaptive", 
     check_choice(fn, "mode", mode, SPP_MODES)
     check_choice(fn, "rule", rule, SPP_RULES)
     n_batch, c_in, ih, iw = x.shape
-    if rule == "paper":
-        level_bins = [_paper_level_bins(fn, level, (ih, iw)) for level in pairs]
-    else:
-        level_bins = [(adaptive_bins(ih, lh), adaptive_bins(iw, lw)) for lh, lw in pairs]
+    level_bins = _level_bins(fn, rule, pairs, (ih, iw))
     out = check_out(fn, out, (n_batch, c_in * sum(lh * lw for lh, lw in pairs)), x.dtype, (x,))
     _run_bins(x, level_bins, mode, out)
     return out

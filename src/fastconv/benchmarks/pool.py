@@ -7,7 +7,10 @@ Cases (issue 4), float32 NCHW:
 * P3 avg 2x2 / stride 2 on (32, 64, 112, 112)
 * P4 avg 3x3 / stride 1 / padding 1 on (32, 64, 112, 112)   (count_include_pad, PyTorch's default)
 * P5 SPP levels (1, 2, 4), max, on (32, 256, 13, 13); torch's SPP = adaptive_max_pool2d per level +
-  reshape + cat (onnxruntime has no adaptive pooling: not reported).
+  reshape + cat. onnxruntime has no adaptive pooling; its SPP is a graph of one GlobalMaxPool (level 1) or
+  MaxPool with the paper's window ``ceil(a / l)`` and stride ``floor(a / l)`` per level, each Flatten-ed,
+  then Concat: the same bins (hence the same numbers) as ours whenever the paper rule gives PyTorch's
+  adaptive bins, which holds for (1, 2, 4) on 13x13 (else ORT is not reported for that case).
 
 Pooling is memory-bound, so the figure of merit is GB/s = (input bytes + output bytes) / time, next to
 ``copy_gbps`` (``np.copyto`` read + write bandwidth) measured in the same run. Every candidate of a case is
@@ -19,6 +22,7 @@ into a preallocated ``out`` (peers allocate theirs). ``speedup`` = best installe
 import numpy as np
 
 from ..pool import avg_pool2d, max_pool2d, spatial_pyramid_pool2d
+from ..shapes import adaptive_bins, paper_bins, paper_window_stride
 from .common import best_times, copy_gbps, try_import_onnxruntime, try_import_torch
 
 SECTION = "pooling"
@@ -37,7 +41,6 @@ QUICK_BATCH = 2
 
 def _ort_runner(ort, x, op, kernel, stride, padding, threads):
     """A zero-argument callable running ONNX MaxPool / AveragePool (count_include_pad=1) on ``x``."""
-    onnxruntime, onnx = ort
     from onnx import TensorProto, helper
 
     attrs = dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[padding] * 4)
@@ -46,12 +49,47 @@ def _ort_runner(ort, x, op, kernel, stride, padding, threads):
     node = helper.make_node("MaxPool" if op == "max" else "AveragePool", ["x"], ["y"], **attrs)
     graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    session = _ort_session(ort, graph, threads)
+    feeds = {"x": x}
+    return lambda: session.run(None, feeds)
+
+
+def _ort_session(ort, graph, threads):
+    """An onnxruntime session for ``graph`` (opset 13, CPU, ``threads`` intra-op threads)."""
+    onnxruntime = ort[0]
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = min(model.ir_version, 9)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _ort_spp_runner(ort, x, levels, threads):
+    """A zero-argument callable running SPP max as an ONNX graph (GlobalMaxPool / MaxPool per level, Flatten,
+    Concat), or None when the paper's window/stride rule does not give the adaptive bins on ``x``'s size."""
+    from onnx import TensorProto, helper
+
+    h, w = x.shape[2:]
+    nodes, outputs = [], []
+    for i, level in enumerate(levels):
+        lh, lw = (level, level) if isinstance(level, int) else level
+        if paper_bins(h, lh) != adaptive_bins(h, lh) or paper_bins(w, lw) != adaptive_bins(w, lw):
+            return None
+        pooled, flat = f"p{i}", f"f{i}"
+        if (lh, lw) == (1, 1):
+            nodes.append(helper.make_node("GlobalMaxPool", ["x"], [pooled]))
+        else:
+            (kh, sh), (kw, sw) = paper_window_stride(h, lh), paper_window_stride(w, lw)
+            nodes.append(helper.make_node("MaxPool", ["x"], [pooled], kernel_shape=[kh, kw], strides=[sh, sw]))
+        nodes.append(helper.make_node("Flatten", [pooled], [flat], axis=1))
+        outputs.append(flat)
+    nodes.append(helper.make_node("Concat", outputs, ["y"], axis=1))
+    graph = helper.make_graph(nodes, "spp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    session = _ort_session(ort, graph, threads)
     feeds = {"x": x}
     return lambda: session.run(None, feeds)
 
@@ -64,6 +102,9 @@ def _candidates(op, x, kernel, stride, padding, out, torch, ort, threads):
             tx = torch.from_numpy(x)
             amp = torch.nn.functional.adaptive_max_pool2d
             cands["torch"] = lambda: torch.cat([amp(tx, lv).reshape(x.shape[0], -1) for lv in kernel], dim=1)
+        runner = None if ort is None else _ort_spp_runner(ort, x, kernel, threads)
+        if runner is not None:
+            cands["ort"] = runner
         return cands
     if op == "max":
         cands = {"ours": lambda: max_pool2d(x, kernel, stride=stride, padding=padding, out=out)}
