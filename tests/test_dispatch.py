@@ -99,3 +99,10 @@ def test_row_block_workspace_is_small_and_needs_no_padded_copy():
         plan = fastconv.plan_conv2d(x_shape, w_shape, padding="same", groups=groups)
         padded_copy = x_shape[0] * x_shape[1] * (x_shape[2] + 2) * (x_shape[3] + 2) * 4
         assert 0 < plan.workspace_bytes < padded_copy / 20, (plan.algo, plan.workspace_bytes)
+
+
+def test_digits_cnn_convs_tiny_maps_with_many_taps_go_to_im2col():
+    first = fastconv.plan_conv2d((32, 1, 8, 8), (16, 1, 3, 3), padding=1)
+    second = fastconv.plan_conv2d((32, 16, 4, 4), (32, 16, 3, 3), padding=1)
+    assert first.algo == "first_layer"  # 9 taps
+    assert second.algo == "im2col"  # 144 taps on 16 positions

@@ -40,6 +40,11 @@ DEPTHWISE_MAX_CHANNELS = 3
 # 8 channels 3x3 (72 taps) 62 vs 42; 16 channels (144 taps) 59 vs 48; 32 channels (288 taps) 61 vs 54
 # and at 2 threads im2col 69 vs 55: the crossover lies between 144 and 288 taps.
 FIRST_LAYER_MAX_TAPS = 144
+# ... except on tiny maps with many taps, where the batch-folded im2col GEMM wins: the digits CNN's second
+# conv, (32, 16, 4, 4) -> 32 (144 taps, 16 positions), one thread: im2col 275 vs first_layer 352 us, while
+# its first conv (9 taps, 64 positions) stays first_layer: 82 vs im2col 126 us.
+FIRST_LAYER_TINY_MAP_POSITIONS = 64
+FIRST_LAYER_TINY_MAP_MAX_TAPS = 32
 
 # At or below this many output positions per image, im2col's GEMMs are efficient and the direct kernel
 # wastes its padding columns: L5 (14x14): im2col 108.8-119.8 vs direct 77.7-105.5 GFLOP/s; L4 (28x28):
@@ -128,12 +133,13 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
     taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
-    if taps <= FIRST_LAYER_MAX_TAPS:
+    positions = problem.out_hw[0] * problem.out_hw[1]
+    tiny_many_taps = positions <= FIRST_LAYER_TINY_MAP_POSITIONS and taps > FIRST_LAYER_TINY_MAP_MAX_TAPS
+    if taps <= FIRST_LAYER_MAX_TAPS and not tiny_many_taps:
         return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_MAX_TAPS}): the first-layer kernel, "
                                "4 output channels per pass (L1: 60 vs direct 26 GFLOP/s, 1 thread)")
     if problem.stride != (1, 1):
         return "im2col", "stride > 1: im2col reads only the strided windows (L3: 79-94 vs 64-81 GFLOP/s)"
-    positions = problem.out_hw[0] * problem.out_hw[1]
     if positions <= IM2COL_MAX_POSITIONS:
         return "im2col", f"small output maps ({positions} <= {IM2COL_MAX_POSITIONS} positions): GEMM-friendly"
     return "direct", "large stride-1 maps with many taps: the register-blocked direct kernel"
