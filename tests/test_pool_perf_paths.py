@@ -153,6 +153,13 @@ def test_2x2_power_of_two_divisor_multiplies_exactly(divisor, dtype, rng, monkey
     np.testing.assert_array_equal(got, _avg_emulated(x, 2, 2, 0, divisor_override=divisor))
 
 
+def test_2x2_divisor_override_overflowing_the_dtype_divides_by_infinity():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        got = fastconv.avg_pool2d(x, 2, divisor_override=10**40)  # float32(1e40) is inf, as before
+    np.testing.assert_array_equal(got, np.zeros((1, 1, 2, 2), np.float32))
+
+
 @pytest.mark.parametrize("call", [
     lambda x: fastconv.max_pool2d(x, 2),
     lambda x: fastconv.max_pool2d(x, 3, stride=2, padding=1),

@@ -90,11 +90,11 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     blocks = _row_blocks(n_batch * c_in, oh)
     if (k_hw == (2, 2) and s_hw == (2, 2) and d_hw == (1, 1) and top == 0 and left == 0
             and 2 * oh <= ih and 2 * ow <= iw):
-        d = np.array(divisor if mode == 3 else 4, dtype=x.dtype)
+        d = np.full(1, divisor if mode == 3 else 4, dtype=x.dtype)  # a huge override overflows to inf, as before
         kernel_mode = min(mode, 1)
-        if mode and _is_power_of_two(abs(int(d))) and float(d) == int(d):
-            d, kernel_mode = 1 / d, 2  # exact reciprocal
-        pool2x2_kernel(xk, out, d.reshape(1), kernel_mode, blocks)
+        if mode and np.isfinite(d[0]) and _is_power_of_two(abs(int(d[0]))):
+            d, kernel_mode = 1 / d, 2  # the exact reciprocal: x * (1 / d) rounds like x / d
+        pool2x2_kernel(xk, out, d, kernel_mode, blocks)
         return
     if mode == 0:
         row_div = col_div = np.empty(0, dtype=x.dtype)
@@ -316,8 +316,9 @@ def _lanes_tables(level_bins, channels, width):
 
 
 def _run_bins_lanes(x, level_bins, out):
-    """``level_bins`` as :func:`_level_bins` returns them. Max bins by :func:`bin_max_lanes_kernel` when it applies (enough planes to give every thread
-    TASKS_PER_THREAD groups of LANES planes, bounded buffers); returns False otherwise."""
+    """Max bins by :func:`bin_max_lanes_kernel` (``level_bins`` as :func:`_level_bins` returns them) when it
+    applies: enough planes to give every thread TASKS_PER_THREAD groups of LANES planes, and per-thread
+    buffers under LANES_MAX_CELLS. Returns False otherwise (the caller uses the row-blocked kernel)."""
     n_batch, c_in, ih, iw = x.shape
     lanes = VEC_BYTES // x.dtype.itemsize
     if -(-n_batch * c_in // lanes) < TASKS_PER_THREAD * numba.get_num_threads():

@@ -347,8 +347,8 @@ def _op(typingctx, a, b, is_max):
 # than ``min(c0, n - lanes)`` inside the loop: the clamp and the bound it needs cost a compare, a move
 # and a reload per chunk, about a third of the instructions of these short loops. The helpers are
 # inlined (numba does not inline calls between compiled functions, and a call per chunk costs 2x), with
-# literal case arguments so that each case is its own straight loop; few cases, to keep the windowed
-# kernel's compile time at a few seconds per dtype (every inlined copy is typed anew).
+# literal case arguments so that each case is its own straight loop; few cases, to bound the windowed
+# kernel's compile time (every inlined copy is typed anew).
 
 @kernel_inline
 def _column_chunk(xf, r0, nrows, rstep, c, dst, d0, is_max, rows):
@@ -791,8 +791,9 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
     bins in row-major order, with the NaN-propagating :func:`_vmax` (a NaN anywhere in a bin gives NaN;
     values are those of the row-major kernel, except possibly which of tied -0.0 / 0.0 or which NaN
     payload). Output: a level's bins of LANES consecutive channels of one image are one contiguous block,
-    written by LANES x LANES transposes (or one vector store for single-bin levels); other groups
-    scalar by scalar. Ownership: iteration = group of LANES planes.
+    written by LANES x LANES transposes (one vector store for single-bin levels; levels of 2 to LANES - 1
+    bins: one transpose into scratch, then one overlapping vector per plane); groups that straddle
+    images or the end, scalar by scalar. Ownership: iteration = group of LANES planes.
     """
     n_batch, c_in, ih, iw = x.shape
     planes = n_batch * c_in
@@ -863,3 +864,4 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
                     dst = n * total + levels[lv, 2] + c * nb
                     for k in range(nb):
                         of[dst + k] = acc_bins[(levels[lv, 0] + k) * lanes + lane]
+
