@@ -111,6 +111,7 @@ CASES = [
     ("same", (2, 5, 7, 6), (4, 3, 3), 2, "same", 0, 1, 1),
     ("full", (1, 3, 8, 8), (2, 3, 3), 1, "full", 0, 1, 1),
     ("one_pixel", (4, 3, 1, 1), (5, 2, 3), 1, 0, 0, 1, 1),
+    ("tap_shift_past_the_rows", (2, 3, 1, 1), (2, 1, 4), 1, ((0, 0), (2, 0)), 0, (1, 2), 1),  # |qx| > span
 ]
 
 
@@ -193,6 +194,18 @@ def test_forced_splits_agree_with_the_default_split():
             forced = conv_transpose2d(x, w, algo="col2im", **kwargs)
         assert_close_to(forced, _reference(x, w, None, **kwargs), np.float32)
         np.testing.assert_allclose(forced, default, rtol=1e-6, atol=1e-6)
+
+
+def test_one_row_bands_with_shifts_longer_than_the_band():
+    """Regression: with 1-row bands of a 1-pixel-wide image, x taps shifted by up to 4 columns made the
+    first tap's zeroing pass run past the accumulator (a heap overrun, found with NUMBA_BOUNDSCHECK=1)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 2, 9, 1)).astype(np.float32)
+    w = rng.standard_normal((2, 8, 1, 4)).astype(np.float32)
+    kwargs = dict(stride=(3, 1), padding=((1, 0), (2, 0)), dilation=(1, 2), output_size=(25, 6))
+    with forced_split(1, 10**6):
+        got = conv_transpose2d(x, w, algo="col2im", **kwargs)
+    assert_close_to(got, _reference(x, w, None, **kwargs), np.float32)
 
 
 def test_strided_readonly_and_mixed_dtype_inputs():

@@ -1,4 +1,5 @@
-"""Transposed convolution kernels: gather form by output phase ("direct") and col2im ("col2im").
+"""Transposed convolution kernels of ``algo="direct"``: gather form by output phase. (``algo="col2im"``
+has its own module, ``conv_transpose_col2im.py``.)
 
 Index algebra (the layout is built once in ``fastconv.conv_transpose``, not here). Per axis, with the
 padding ``p0`` before, output row ``y`` receives ``x[i] * w[k]`` exactly when ``y + p0 = i * s + k * d``.
@@ -21,14 +22,10 @@ Positions with ``jx >= nx`` or ``jy >= ny`` (the phase's extent) are computed an
 writes ``out[n, o, ry + jy*sh, rx + jx*sw]``. Phases reached by no tap (dilation > stride,
 output_padding past the stride) have zero taps: bias only.
 
-col2im: the GEMM ``cols = weight^T @ x`` is done by numpy (BLAS) outside numba; the kernel then adds
-``cols[(o * kh + ky) * kw + kx, i, iy, ix]`` into ``out[n0 + i, o, iy*sh - top + ky*dh, ix*sw - left + kx*dw]``.
-
 Parallel ownership: a ``prange`` iteration of the gather kernels = (chunk of images, group, block of
 output channels, phase, tile of positions) and writes only those output elements (phases partition
-the output); a col2im iteration = one whole (image, channel) plane, accumulated serially in a fixed
-order. No two iterations write the same element, and each element's sum order is fixed, so results
-are bit-identical for every thread count.
+the output). No two iterations write the same element, and each element's sum order is fixed, so
+results are bit-identical for every thread count.
 """
 
 import numpy as np
@@ -150,36 +147,3 @@ def conv_transpose_phases_ob1(planes, phase_geom, tap_start, tap_chan, tap_off, 
                           plen)
         _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
                           phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
-
-
-@parallel_kernel
-def col2im_planes(cols, bias, out, n0, kh, kw, sh, sw, dh, dw, top, left):
-    """Sum GEMM columns into whole output planes of images ``n0 .. n0 + m``.
-
-    ``out[n0 + i, o, oy, ox] = bias[o] + sum cols[(o*kh + ky)*kw + kx, i, iy, ix]`` over
-    ``oy = iy*sh - top + ky*dh``, ``ox = ix*sw - left + kx*dw`` inside the output.
-
-    Contract: ``cols`` (O * kh * kw, m, IH, IW) C-contiguous; ``out`` (N, O, OH, OW) C-contiguous, same
-    dtype; ``bias`` (O,) (zeros when none); ``n0 + m <= N``.
-    """
-    _, m, ih, iw = cols.shape
-    c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    for item in prange(m * c_out):
-        i = item // c_out
-        o = item % c_out
-        plane = out[n0 + i, o]
-        plane[:, :] = bias[o]
-        for ky in range(kh):
-            # iy range with 0 <= iy*sh - top + ky*dh < oh
-            iy_lo = max(0, (top - ky * dh + sh - 1) // sh)
-            iy_hi = min(ih, (oh - 1 + top - ky * dh) // sh + 1)  # floor division: <= 0 when none
-            for kx in range(kw):
-                ix_lo = max(0, (left - kx * dw + sw - 1) // sw)
-                ix_hi = min(iw, (ow - 1 + left - kx * dw) // sw + 1)
-                src = cols[(o * kh + ky) * kw + kx, i]
-                for iy in range(iy_lo, iy_hi):
-                    row = plane[iy * sh - top + ky * dh]
-                    srow = src[iy]
-                    x0 = kx * dw - left
-                    for ix in range(ix_lo, ix_hi):
-                        row[ix * sw + x0] += srow[ix]

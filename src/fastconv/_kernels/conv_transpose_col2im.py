@@ -172,8 +172,8 @@ def col2im_item(buf, ncols, acc0, out, bias, n0, m, o0, ob, y0, y1, iy_lo, c_out
                             s0 = row0 + xt_k[t] * ncols + xt_q[t]
                             s1 = row0 + xt_k[t + 1] * ncols + xt_q[t + 1] if n > 1 else s0
                             s2 = row0 + xt_k[t + 2] * ncols + xt_q[t + 2] if n > 2 else s0
-                            lo = a_rx + p_lo
-                            hi = a_rx + p_hi
+                            lo = a_rx + min(p_lo, span)  # p_lo passes span when |qx| > the rows
+                            hi = a_rx + p_hi  # p_hi <= span
                             if first:
                                 first = False
                                 for p in range(a_rx, lo):
