@@ -58,6 +58,21 @@ def test_2x2_stride2_fast_path_max(hw, dtype, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", FAST_SHAPES, ids=[f"{h}x{w}" for h, w in FAST_SHAPES])
+def test_2x2_stride2_fast_path_indices(hw, dtype, rng, monkeypatch):
+    spy = _Spy(monkeypatch, "pool2x2_indices_kernel")
+    x = _special_input(rng, (2, 3) + hw, dtype)
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = np.nan  # a NaN first and last in one window: the last NaN's index
+    x[0, 1, :2, :2] = 1.5  # a four-way tie: the first cell
+    values, idx = fastconv.max_pool2d(x, 2, return_indices=True)
+    assert spy.calls == 1
+    expected, expected_idx = ref.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(idx, expected_idx)
+    assert idx[0, 0, 0, 0] == hw[1] + 1 and idx[0, 1, 0, 0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("divisor", [None, 3, -2])
 @pytest.mark.parametrize("hw", FAST_SHAPES, ids=[f"{h}x{w}" for h, w in FAST_SHAPES])
 def test_2x2_stride2_fast_path_avg(hw, divisor, dtype, rng, monkeypatch, assert_close):
@@ -78,11 +93,15 @@ def test_2x2_stride2_fast_path_avg(hw, divisor, dtype, rng, monkeypatch, assert_
 ], ids=["padding", "ceil-clipped", "bottom-pad", "stride1"])
 def test_2x2_windows_that_are_not_full_use_the_general_kernel(kwargs, rng, monkeypatch, assert_close):
     spy = _Spy(monkeypatch, "pool2x2_kernel")
+    spy_indices = _Spy(monkeypatch, "pool2x2_indices_kernel")
     x = _special_input(rng, (1, 2, 7, 9), np.float64)
     np.testing.assert_array_equal(fastconv.max_pool2d(x, 2, **kwargs), ref.max_pool2d(x, 2, **kwargs))
+    for got, expected in zip(fastconv.max_pool2d(x, 2, return_indices=True, **kwargs),
+                             ref.max_pool2d(x, 2, return_indices=True, **kwargs)):
+        np.testing.assert_array_equal(got, expected)
     y = rng.standard_normal((1, 2, 7, 9))
     assert_close(fastconv.avg_pool2d(y, 2, **kwargs), ref.avg_pool2d(y, 2, **kwargs))
-    assert spy.calls == 0
+    assert spy.calls == 0 and spy_indices.calls == 0
 
 
 FUSED = [(k, s, p) for k in (2, 3) for s in (1, 2) for p in (0, 1)] + [(4, 2, 1), (3, 3, 1), ((3, 2), (2, 1), 1)]

@@ -18,6 +18,7 @@ from ._kernels.pool import (
     bin_max_kernel,
     bin_max_lanes_kernel,
     max_pool2d_indices_kernel,
+    pool2x2_indices_kernel,
     pool2x2_kernel,
     window_pool2d_kernel,
 )
@@ -88,8 +89,7 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     oh, ow = out.shape[2], out.shape[3]
     xk = as_kernel_array(x, x.dtype)
     blocks = _row_blocks(n_batch * c_in, oh)
-    if (k_hw == (2, 2) and s_hw == (2, 2) and d_hw == (1, 1) and top == 0 and left == 0
-            and 2 * oh <= ih and 2 * ow <= iw):
+    if _is_full_2x2(k_hw, s_hw, d_hw, top, left, x.shape, out.shape):
         d = np.full(1, divisor if mode == 3 else 4, dtype=x.dtype)  # a huge override overflows to inf, as before
         kernel_mode = min(mode, 1)
         if mode and np.isfinite(d[0]) and _is_power_of_two(abs(int(d[0]))):
@@ -108,6 +108,30 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     length = max(left + iw, ow * s_hw[1] + (k_hw[1] - 1) * d_hw[1])
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
                          d_hw[0], d_hw[1], top, left, min(mode, 1), blocks)
+
+
+def _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads):
+    """Max pooling with indices: the unrolled :func:`pool2x2_indices_kernel` for full 2x2 / stride 2
+    windows, else :func:`max_pool2d_indices_kernel` (tap by tap, per-thread scratch rows)."""
+    (top, _), (left, _) = pads
+    n_batch, c_in, ih, iw = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    xk = as_kernel_array(x, x.dtype)
+    blocks = _row_blocks(n_batch * c_in, oh)
+    if _is_full_2x2(k_hw, s_hw, d_hw, top, left, x.shape, out.shape):
+        pool2x2_indices_kernel(xk, out, indices, blocks)
+        return
+    threads = numba.config.NUMBA_NUM_THREADS
+    vals = np.empty((threads, 3, ow), dtype=x.dtype)
+    idxs = np.empty((threads, 2, ow), dtype=np.int64)
+    max_pool2d_indices_kernel(xk, out, indices, vals, idxs, k_hw[0], k_hw[1], s_hw[0], s_hw[1], d_hw[0], d_hw[1],
+                              top, left, blocks)
+
+
+def _is_full_2x2(k_hw, s_hw, d_hw, top, left, x_shape, out_shape):
+    """Full non-overlapping 2x2 / stride 2 windows: no padding, dilation or window clipped by the edge."""
+    return (k_hw == (2, 2) and s_hw == (2, 2) and d_hw == (1, 1) and top == 0 and left == 0
+            and 2 * out_shape[2] <= x_shape[2] and 2 * out_shape[3] <= x_shape[3])
 
 
 def _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -167,9 +191,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
     if out.size and return_indices:
         with serial_if_small(x.size + out.size, SERIAL_ELEMENTS):
-            blocks = _row_blocks(out_shape[0] * out_shape[1], out_shape[2])
-            max_pool2d_indices_kernel(as_kernel_array(x, x.dtype), out, indices, k_hw[0], k_hw[1], s_hw[0],
-                                      s_hw[1], d_hw[0], d_hw[1], pads[0][0], pads[1][0], blocks)
+            _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads)
     elif out.size:
         _run_window(x, out, k_hw, s_hw, d_hw, pads, 0, 0)
     return (out, indices) if return_indices else out

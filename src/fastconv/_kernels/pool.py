@@ -25,7 +25,8 @@ then across the row (kx order), exactly as before the vectorisation. Full non-ov
 windows (the common VGG / ResNet pool) skip the scratch row: one fused pass over the two input rows
 (``pool2x2_kernel``, row-major window order). The max-with-indices kernel instead visits taps one by
 one over clipped ranges (``kx`` tap at input offset ``off = kx * dw - left`` is read by ``ox in
-[ceil(-off / sw), ceil((iw - off) / sw))``) in row-major window order, so ties keep the first maximum.
+[ceil(-off / sw), ceil((iw - off) / sw))``) in row-major window order, so ties keep the first maximum;
+full 2x2 / stride 2 windows take ``pool2x2_indices_kernel`` (taps unrolled).
 
 *Bin pools.* Output bin ``(i, j)`` of level ``l`` reads the rectangle
 ``[row_bins[r, 0], row_bins[r, 1]) x [col_bins[q, 0], col_bins[q, 1])`` with ``r = row_off[l] + i``,
@@ -573,12 +574,120 @@ def pool2x2_kernel(x, out, divisor, mode, row_blocks):
             _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, True)
 
 
+@kernel
+def _take(v, m):
+    """True when ``v`` replaces the running maximum ``m`` (PyTorch: larger, or NaN)."""
+    return (v > m) | (v != v)
+
+
+@kernel
+def _pool2x2_indices_rows(xp, op, ip, p, oy_lo, oy_hi):
+    """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` of :func:`pool2x2_indices_kernel`: the four taps
+    unrolled into selects (no branch to mispredict on random data, no conditional store)."""
+    iw = xp.shape[2]
+    for oy in range(oy_lo, oy_hi):
+        r0 = xp[p, 2 * oy]
+        r1 = xp[p, 2 * oy + 1]
+        orow = op[p, oy]
+        irow = ip[p, oy]
+        base = 2 * oy * iw
+        for ox in range(orow.shape[0]):
+            m = r0[2 * ox]
+            k = 0
+            v = r0[2 * ox + 1]
+            t = _take(v, m)
+            m = v if t else m
+            k = 1 if t else k
+            v = r1[2 * ox]
+            t = _take(v, m)
+            m = v if t else m
+            k = iw if t else k
+            v = r1[2 * ox + 1]
+            t = _take(v, m)
+            m = v if t else m
+            k = iw + 1 if t else k
+            orow[ox] = m
+            irow[ox] = base + 2 * ox + k
+
+
 @parallel_kernel
-def max_pool2d_indices_kernel(x, out, indices, kh, kw, sh, sw, dh, dw, top, left, row_blocks):
+def pool2x2_indices_kernel(x, out, indices, row_blocks):
+    """:func:`max_pool2d_indices_kernel` for full non-overlapping 2x2 / stride 2 windows (the common pool of
+    a CNN); same ownership and tie/NaN rules (the first element starts as the maximum: a NaN there is
+    replaced only by a later NaN, so the index is still the last NaN's)."""
+    n_batch, c_in, ih, iw = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    planes = n_batch * c_in
+    xp = x.reshape(planes, ih, iw)
+    op = out.reshape(planes, oh, ow)
+    ip = indices.reshape(planes, oh, ow)
+    rows_per = (oh + row_blocks - 1) // row_blocks
+    for task in prange(planes * row_blocks):
+        oy_lo = (task % row_blocks) * rows_per
+        _pool2x2_indices_rows(xp, op, ip, task // row_blocks, oy_lo, min(oy_lo + rows_per, oh))
+
+
+@kernel
+def _max_indices_rows(xp, op, ip, p, oy_lo, oy_hi, vals, idxs, kh, kw, sh, sw, dh, dw, top, left):
+    """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` of :func:`max_pool2d_indices_kernel`.
+
+    Per row: the running maxima and indices live in two scratch buffers, read from one and written to
+    the other per tap (``vals[1:3]``, ``idxs[0:2]``), and each tap's input cells are first gathered into
+    ``vals[0]`` (-inf where the tap falls outside the input, never taken). An update in place would be
+    a select storing back to the address it loaded from, which LLVM turns into masked stores (~20x
+    slower here) -- or a branch, mispredicted half the time on random data.
+    """
+    ih, iw = xp.shape[1], xp.shape[2]
+    ow = op.shape[2]
+    buf = vals[0]
+    for oy in range(oy_lo, oy_hi):
+        y0 = oy * sh - top
+        ky_lo = -(y0 // dh) if y0 < 0 else 0
+        ky_hi = min(kh, (ih - y0 + dh - 1) // dh)
+        first_row = (y0 + ky_lo * dh) * iw
+        src = 1
+        for ox in range(ow):
+            x0 = ox * sw - left
+            kx_lo = -(x0 // dw) if x0 < 0 else 0
+            vals[1, ox] = NEG_INF
+            idxs[0, ox] = first_row + x0 + kx_lo * dw
+        for ky in range(ky_lo, ky_hi):
+            iy = y0 + ky * dh
+            xrow = xp[p, iy]
+            for kx in range(kw):
+                off = kx * dw - left
+                ox_lo = min(ow, -(off // sw) if off < 0 else 0)
+                ox_hi = max(ox_lo, min(ow, (iw - off + sw - 1) // sw))
+                for j in range(ox_lo):
+                    buf[j] = NEG_INF
+                for j in range(ox_lo, ox_hi):
+                    buf[j] = xrow[j * sw + off]
+                for j in range(ox_hi, ow):
+                    buf[j] = NEG_INF
+                m_src = vals[src]
+                m_dst = vals[3 - src]
+                i_src = idxs[src - 1]
+                i_dst = idxs[2 - src]
+                flat = iy * iw + off
+                for j in range(ow):
+                    v = buf[j]
+                    m = m_src[j]
+                    t = _take(v, m)
+                    m_dst[j] = v if t else m
+                    i_dst[j] = flat + j * sw if t else i_src[j]
+                src = 3 - src
+        op[p, oy] = vals[src]
+        ip[p, oy] = idxs[src - 1]
+
+
+@parallel_kernel
+def max_pool2d_indices_kernel(x, out, indices, vals, idxs, kh, kw, sh, sw, dh, dw, top, left, row_blocks):
     """:func:`max_pool2d_kernel` plus ``indices[n, c, oy, ox] = iy * W + ix`` of the maximum (int64).
 
     Ties keep the first maximum in row-major window order; with a NaN, the last NaN (PyTorch). A window
-    of only -inf reports its first input cell. Ownership: iteration = (plane, row block).
+    of only -inf reports its first input cell. Ownership: iteration = (plane, row block). ``vals``
+    (threads, 3, OW) of x's dtype and ``idxs`` (threads, 2, OW) int64 are per-thread scratch
+    (``get_thread_id()``), see :func:`_max_indices_rows`.
     """
     n_batch, c_in, ih, iw = x.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -588,35 +697,10 @@ def max_pool2d_indices_kernel(x, out, indices, kh, kw, sh, sw, dh, dw, top, left
     ip = indices.reshape(planes, oh, ow)
     rows_per = (oh + row_blocks - 1) // row_blocks
     for task in prange(planes * row_blocks):
-        p = task // row_blocks
         oy_lo = (task % row_blocks) * rows_per
-        oy_hi = min(oy_lo + rows_per, oh)
-        for oy in range(oy_lo, oy_hi):
-            orow = op[p, oy]
-            irow = ip[p, oy]
-            y0 = oy * sh - top
-            ky_lo = max(0, -(y0 // dh)) if y0 < 0 else 0
-            ky_hi = min(kh, (ih - y0 + dh - 1) // dh)
-            first_row = (y0 + ky_lo * dh) * iw
-            for ox in range(ow):
-                x0 = ox * sw - left
-                kx_lo = -(x0 // dw) if x0 < 0 else 0
-                orow[ox] = NEG_INF
-                irow[ox] = first_row + x0 + kx_lo * dw
-            for ky in range(ky_lo, ky_hi):
-                iy = y0 + ky * dh
-                xrow = xp[p, iy]
-                for kx in range(kw):
-                    off = kx * dw - left
-                    ox_lo = -(off // sw) if off < 0 else 0
-                    ox_hi = min(ow, (iw - off + sw - 1) // sw)
-                    base = ox_lo * sw + off
-                    for j in range(ox_hi - ox_lo):
-                        ix = base + j * sw
-                        v = xrow[ix]
-                        if v > orow[ox_lo + j] or v != v:
-                            orow[ox_lo + j] = v
-                            irow[ox_lo + j] = iy * iw + ix
+        tid = get_thread_id()
+        _max_indices_rows(xp, op, ip, task // row_blocks, oy_lo, min(oy_lo + rows_per, oh), vals[tid], idxs[tid],
+                          kh, kw, sh, sw, dh, dw, top, left)
 
 
 @kernel
