@@ -11,10 +11,12 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 import fastconv.backward as bw
+import fastconv.dispatch as dispatch
 import fastconv.reference as ref
 from conftest import FD_TOL, assert_close_to, numeric_grad
 from fastconv._kernels import backward_conv as kernels
 from fastconv._kernels import backward_conv_gemm
+from fastconv._kernels import im2col as im2col_kernels
 from fastconv.blas import _openblas
 from test_backward_conv import CONV_CASES, _conv_inputs
 
@@ -27,10 +29,17 @@ ROUTES = {
 }
 
 
+def _set_route(mp, route):
+    """Apply a route's settings wherever the name lives (the batch-inner limits are dispatch's)."""
+    for name, value in route.items():
+        for module in (bw, dispatch):
+            if hasattr(module, name):
+                mp.setattr(module, name, value)
+
+
 @pytest.fixture(params=list(ROUTES), ids=list(ROUTES))
 def route(request, monkeypatch):
-    for name, value in ROUTES[request.param].items():
-        monkeypatch.setattr(bw, name, value)
+    _set_route(monkeypatch, ROUTES[request.param])
     return request.param
 
 
@@ -101,8 +110,7 @@ def test_band_and_thread_routes_property_match_reference(data):
     options = dict(stride=(sh, sw), padding=pads, dilation=(dh, dw), groups=groups)
     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape)
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in settings_.items():
-            mp.setattr(bw, name, value)
+        _set_route(mp, settings_)
         got = fastconv.conv2d_backward(g, x, w, **options)
     _triple_close(got, ref.conv2d_backward(g, x, w, **options), np.float64)
 
@@ -120,9 +128,7 @@ THREAD_CASES = {
 @pytest.mark.parametrize("split", [dict(), dict(BAND_BYTES=1, BAND_MIN_POSITIONS=1)], ids=["default-bands", "row-bands"])
 def test_worker_threads_bit_identical_to_one_thread(rng, monkeypatch, options, split):
     # SERIAL_MACS = 0: the band GEMMs run on worker threads even for this small problem.
-    monkeypatch.setattr(bw, "SERIAL_MACS", 0)
-    for name, value in split.items():
-        monkeypatch.setattr(bw, name, value)
+    _set_route(monkeypatch, dict(SERIAL_MACS=0, **split))
     x, w = _conv_inputs(rng, options, c_out=8, dtype=np.float32, shape=(5, 8, 21, 18), kernel=(3, 3))
     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape).astype(np.float32)
     before = fastconv.get_num_threads()
@@ -212,7 +218,7 @@ def test_bias_kernels_agree_bitwise_and_with_float64(rng, shape):
 def test_batch_inner_layout_roundtrip(rng):
     x = rng.standard_normal((3, 2, 4, 5))
     xb = np.full((2, 7, 8, 3), np.nan)
-    kernels.to_batch_inner(x, xb, 1, 2)
+    im2col_kernels.to_batch_inner(x, xb, 1, 2)
     expected = np.zeros((2, 7, 8, 3))
     expected[:, 1:5, 2:7, :] = x.transpose(1, 2, 3, 0)
     np.testing.assert_array_equal(xb, expected)
@@ -262,11 +268,11 @@ def test_compiled_signatures_stay_few(rng):
         for options in CONV_CASES.values():
             for route in ROUTES.values():
                 with pytest.MonkeyPatch.context() as mp:
-                    for name, value in route.items():
-                        mp.setattr(bw, name, value)
+                    _set_route(mp, route)
                     x, w = _conv_inputs(rng, options, c_out=8, dtype=dtype, shape=(2, 4, 9, 7), kernel=(3, 3))
                     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape).astype(dtype)
                     fastconv.conv2d_backward(g, x, w, **options)
-    for kern in (kernels.im2col_band, kernels.grad_weight_rows, kernels.to_batch_inner, kernels.to_batch_inner_sums,
-                 kernels.unfold_batch_inner, kernels.fold_batch_inner, kernels.bias_grad):
+    for kern in (kernels.im2col_band, kernels.grad_weight_rows, im2col_kernels.to_batch_inner,
+                 kernels.to_batch_inner_sums, im2col_kernels.unfold_batch_inner, kernels.fold_batch_inner,
+                 kernels.bias_grad):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)

@@ -242,6 +242,7 @@ def test_im2col_batch_chunks_match_reference(images_per_chunk, layout, monkeypat
     per_image = 3 * 3 * 2 * 8 * 7 * 8  # rows (C*kH*kW) x columns (OH*OW) x itemsize, 'same' padding
     monkeypatch.setattr(fastconv.dispatch, "IM2COL_WORKSPACE_BYTES", images_per_chunk * per_image)
     monkeypatch.setattr(fastconv.conv, "IM2COL_FOLD_BATCH_POSITIONS", 0 if layout == "per-image" else 10**9)
+    monkeypatch.setattr(fastconv.dispatch, "BATCH_INNER_MAX_OW", 0)  # not the tiny-map layout
     name, image_axis = ("im2col", 0) if layout == "per-image" else ("im2col_rows", 1)
     chunk_sizes = []
     real_kernel = getattr(fastconv.conv, name)
@@ -254,3 +255,27 @@ def test_im2col_batch_chunks_match_reference(images_per_chunk, layout, monkeypat
     out = fastconv.conv2d(x, w, b, padding="same", padding_mode="replicate", algo="im2col")
     assert_close(out, conv2d_ref64(x, w, b, padding="same", padding_mode="replicate"))
     assert chunk_sizes == ([1] * 5 if images_per_chunk == 1 else [2, 2, 1])
+
+
+BATCH_INNER_CASES = ["base", "no_bias", "stride2", "dil2", "pad_perside", "same_stride2", "reflect",
+                     "circular_stride2x3", "groups3", "groups2_odd_outputs", "k2x2", "n3"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", BATCH_INNER_CASES)
+def test_im2col_tiny_maps_take_the_batch_innermost_layout(case, dtype, rng, monkeypatch, conv2d_ref64,
+                                                           assert_close):
+    # Several images with short output rows: im2col unfolds batch-innermost (one GEMM over every image).
+    calls = []
+    real = fastconv.conv.unfold_batch_inner
+
+    def spy(*args):
+        calls.append(args[1].shape)
+        return real(*args)
+
+    monkeypatch.setattr(fastconv.conv, "unfold_batch_inner", spy)
+    x_shape, w_shape, with_bias, options = CASES[case]
+    x, w, b = _inputs(rng, x_shape, w_shape, with_bias, dtype)
+    out = fastconv.conv2d(x, w, b, algo="im2col", **options)
+    assert_close(out, conv2d_ref64(x, w, b, **options), dtype)
+    assert len(calls) == 1 and calls[0][2] == out.shape[3] * x.shape[0]

@@ -26,8 +26,8 @@ import numba
 import numpy as np
 
 from . import memory
-from ._kernels.backward_conv import (bias_grad, fold_batch_inner, grad_weight_rows, im2col_band, to_batch_inner,
-                                      to_batch_inner_sums, unfold_batch_inner)
+from ._kernels.backward_conv import bias_grad, fold_batch_inner, grad_weight_rows, im2col_band, to_batch_inner_sums
+from ._kernels.im2col import to_batch_inner, unfold_batch_inner
 from ._kernels.backward_conv_gemm import gemm
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
 from ._validate import as_kernel_array, check_array, check_choice, check_output_mask, common_dtype, is_int
@@ -53,11 +53,6 @@ BAND_MIN_POSITIONS = 128
 # GRAD_WEIGHT_PARTIAL_BYTES together.
 GRAD_WEIGHT_UNITS = 8
 GRAD_WEIGHT_PARTIAL_BYTES = 16 * 2**20
-# Small problems (under SERIAL_MACS) whose output rows are shorter than this take the batch-innermost path
-# (copy loops over OW * N values instead of OW); at most this many groups (one GEMM pair per group).
-BATCH_INNER_MAX_OW = 16
-BATCH_INNER_MAX_GROUPS = 4
-
 # Use the direct weight-gradient row kernel when (C / groups) * (O / groups) is at most this (depthwise-
 # like): the per-group GEMMs would be (og x L) @ (L x cg*kh*kw) with tiny og and cg.
 GRAD_WEIGHT_DIRECT_MAX_CHANNELS = 4
@@ -356,9 +351,7 @@ def _conv2d_backward_problem(fn, x_shape, weight_shape, stride, padding, dilatio
 def _use_batch_inner(problem, weight_shape):
     """Tiny feature maps (a few values per image row) on a small problem: the batch-innermost path."""
     c_out, cg = weight_shape[0], weight_shape[1]
-    return (problem.out_hw[1] < BATCH_INNER_MAX_OW and problem.flops // 2 < SERIAL_MACS
-            and problem.groups <= BATCH_INNER_MAX_GROUPS
-            and cg * (c_out // problem.groups) > GRAD_WEIGHT_DIRECT_MAX_CHANNELS)
+    return problem.batch_inner_fits() and cg * (c_out // problem.groups) > GRAD_WEIGHT_DIRECT_MAX_CHANNELS
 
 
 class _single_blas_thread:

@@ -3,10 +3,12 @@
 import numba
 import numpy as np
 
+from . import memory
+
 from ._kernels.conv_depthwise import conv_depthwise
 from ._kernels.conv_direct import OB, conv_taps_ob1, conv_taps_ob8
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
-from ._kernels.im2col import im2col, im2col_rows
+from ._kernels.im2col import from_batch_inner, im2col, im2col_rows, to_batch_inner, unfold_batch_inner
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
@@ -184,6 +186,9 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
     if problem.is_pointwise:
         cols = x.astype(dtype, copy=False).reshape(n_batch, groups, k_per_group, oh * ow)
         matmul(wmat, cols, out=out4)
+    elif problem.batch_inner_fits() and n_batch > 1:
+        _run_im2col_batch_inner(problem, x, wmat, bias, padding_mode, dtype, out)
+        return
     else:
         xp = pad_nchw(x, problem.pads, padding_mode, dtype)
         chunk = problem.im2col_batch_chunk()
@@ -206,3 +211,27 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
                 matmul(wmat, cols.reshape(m, groups, k_per_group, positions), out=out4[n0:n0 + m])
     if bias is not None:
         out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)
+
+
+def _run_im2col_batch_inner(problem, x, wmat, bias, padding_mode, dtype, out):
+    """im2col for tiny maps: batch-innermost columns ``(C * kh * kw, OH, OW * N)``, whose copy loops run over
+    whole rows of every image, one GEMM per group over all ``N * OH * OW`` positions, then one transposing
+    pass back to NCHW with the bias added. The digits CNN's (32, 16, 4, 4) 3x3 conv: 250 -> 100 us."""
+    n_batch, c_in, ih, iw = x.shape
+    kh, kw = problem.kernel_hw
+    oh, ow = problem.out_hw
+    (top, bottom), (left, right) = problem.pads
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    groups, o_per_group, k_per_group = wmat.shape
+    xb = memory.empty((c_in, ih + top + bottom, iw + left + right, n_batch), dtype)
+    if padding_mode == "zeros":
+        to_batch_inner(as_kernel_array(x, dtype), xb, top, left)
+    else:
+        to_batch_inner(pad_nchw(x, problem.pads, padding_mode, dtype), xb, 0, 0)
+    positions = oh * ow * n_batch
+    colb = memory.empty((groups, k_per_group, positions), dtype)
+    unfold_batch_inner(xb, colb.reshape(c_in * kh * kw, oh, ow * n_batch), kh, kw, sh, sw, dh, dw)
+    res = memory.empty((groups, o_per_group, positions), dtype)
+    matmul(wmat, colb, out=res)
+    from_batch_inner(res.reshape(problem.c_out, oh * ow, n_batch), _bias_or_zeros(bias, problem.c_out, dtype),
+                     out.reshape(n_batch, problem.c_out, oh * ow))

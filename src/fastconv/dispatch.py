@@ -10,6 +10,7 @@ import numpy as np
 
 from ._validate import FLOAT_DTYPES, check_choice
 from .conv_layout import local_geometry
+from .threads import SERIAL_MACS
 
 CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
 CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # what "measure" times
@@ -22,6 +23,12 @@ IM2COL_WORKSPACE_BYTES = 32 * 2**20
 # Below this many output positions per image, im2col does one GEMM per group over the whole batch
 # chunk (then a transposing copy into the result) instead of one small GEMM per image.
 IM2COL_FOLD_BATCH_POSITIONS = 256
+
+# Small problems (under SERIAL_MACS multiply-adds, run on one thread) whose output rows are shorter than
+# this unfold batch-innermost (copy loops over OW * N values instead of OW): forward im2col and the
+# conv2d gradients; at most this many groups (one GEMM per group).
+BATCH_INNER_MAX_OW = 16
+BATCH_INNER_MAX_GROUPS = 4
 
 # Output channels per group below which the 8-channel register block of the direct kernel would be
 # mostly padding, so ``algo="direct"`` uses its one-channel variant.
@@ -92,6 +99,11 @@ class Conv2dProblem:
         """1x1, stride 1, no padding: the convolution is a plain GEMM on the input (no im2col copy)."""
         return (self.kernel_hw == (1, 1) and self.stride == (1, 1)
                 and self.pads == ((0, 0), (0, 0)))
+
+    def batch_inner_fits(self):
+        """Tiny feature maps on a small problem: unfold with the batch innermost (see ``_kernels/im2col.py``)."""
+        return (self.out_hw[1] < BATCH_INNER_MAX_OW and self.flops // 2 < SERIAL_MACS
+                and self.groups <= BATCH_INNER_MAX_GROUPS)
 
     def im2col_batch_chunk(self):
         """Images per im2col chunk under IM2COL_WORKSPACE_BYTES (at least one)."""
