@@ -138,9 +138,10 @@ def test_concurrent_calls_from_four_python_threads(tol):
 
 def _conv_dispatchers():
     return {
-        "conv_taps_ob8": conv_direct.conv_taps_ob8,
+        "conv_taps_blocked": conv_direct.conv_taps_blocked,
         "conv_taps_ob1": conv_direct.conv_taps_ob1,
         "_store_tile": conv_direct._store_tile,
+        "_store_micro": conv_direct._store_micro,
         "im2col": im2col_module.im2col,
     }
 
@@ -178,13 +179,13 @@ def test_few_compiled_specialisations(rng):
         for algo in ALGOS:
             fastconv.conv2d(x, w, b, algo=algo, out=out)
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
-    # One specialisation per float dtype for every kernel, including the helper _store_tile that the
-    # jitted kernels call (both pass it int64 row counts, so it is typed once per dtype).
-    limits = {"conv_taps_ob8": 2, "conv_taps_ob1": 2, "im2col": 2, "_store_tile": 2}
+    # One specialisation per float dtype for every kernel, including the helpers _store_tile and
+    # _store_micro that the jitted kernels call (passed int64 row counts, so typed once per dtype).
+    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col": 2, "_store_tile": 2, "_store_micro": 2}
     assert all(counts[name] <= limit for name, limit in limits.items()), counts
     # Not vacuous: the kernels called from Python did compile (a helper inlined into a caller's
     # compilation, like _store_tile, may show none).
-    assert min(counts["conv_taps_ob8"], counts["conv_taps_ob1"], counts["im2col"]) >= 1, counts
+    assert min(counts["conv_taps_blocked"], counts["conv_taps_ob1"], counts["im2col"]) >= 1, counts
 
 
 IMPORT_SCRIPT = textwrap.dedent(
@@ -212,7 +213,7 @@ def test_import_compiles_nothing():
                           env={**os.environ, "NUMBA_DEBUG_CACHE": "0"})
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "fastconv._kernels.conv_direct.conv_taps_ob8" in found  # the scan sees the kernels
+    assert "fastconv._kernels.conv_direct.conv_taps_blocked" in found  # the scan sees the kernels
     assert {name: n for name, n in found.items() if n} == {}
 
 

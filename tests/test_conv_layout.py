@@ -14,18 +14,21 @@ CASES = {
     "s2-same": ((2, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding="same")),
     "s3x2-full-dil2": ((1, 2, 11, 10), (3, 2, 3, 2), dict(stride=(3, 2), padding="full", dilation=2)),
     "s2-asym": ((3, 2, 6, 9), (5, 2, 2, 4), dict(stride=2, padding=((0, 3), (2, 1)))),
+    # stride 1: compact rows (one shared padding gap between rows and between images)
+    "s1-asym-dil2": ((2, 3, 7, 9), (4, 3, 3, 2), dict(padding=((2, 0), (1, 3)), dilation=2)),
+    "s1-full": ((3, 2, 5, 6), (5, 2, 3, 3), dict(padding="full")),
+    "s1-pad-wider-than-kernel": ((2, 2, 5, 6), (4, 2, 3, 3), dict(padding=4)),
+    "s1-valid": ((2, 2, 5, 6), (4, 2, 3, 2), {}),
 }
 
 
 def _planes(x, w, kw):
     problem = conv2d_problem("t", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
                              kw.get("dilation", 1), 1, x.dtype)
-    (top, bottom), (left, right) = problem.pads
-    padded = (x.shape[2] + top + bottom, x.shape[3] + left + right)
-    row_len, rows = layout.direct_geometry(padded, problem.kernel_hw, problem.stride, problem.dilation,
-                                           problem.out_hw)
-    planes = layout.make_planes(x, problem.pads, "zeros", problem.stride, row_len, rows, x.dtype)
-    return planes, problem, rows, row_len
+    row_len, rows, tail = layout.direct_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride,
+                                                 problem.dilation, problem.out_hw)
+    planes = layout.make_planes(x, problem.pads, "zeros", problem.stride, row_len, rows, tail, x.dtype)
+    return planes, problem, rows, row_len, tail
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -33,7 +36,7 @@ def test_planes_match_the_definition(case):
     # planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b], zeros outside x (explicit loops).
     x_shape, w_shape, kw = CASES[case]
     x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
-    planes, problem, rows, row_len = _planes(x, np.ones(w_shape, np.float32), kw)
+    planes, problem, rows, row_len, tail = _planes(x, np.ones(w_shape, np.float32), kw)
     (sh, sw), ((top, _), (left, _)) = problem.stride, problem.pads
     n_batch, c_in, ih, iw = x.shape
     want = np.zeros((c_in, sh, sw, n_batch, rows, row_len), np.float32)
@@ -41,7 +44,10 @@ def test_planes_match_the_definition(case):
         y, z = i * sh + a - top, j * sw + b - left
         if 0 <= y < ih and 0 <= z < iw:
             want[c, a, b, n, i, j] = x[n, c, y, z]
-    np.testing.assert_array_equal(planes, want.reshape(planes.shape))
+    body = n_batch * rows * row_len
+    assert planes.shape == (c_in * sh * sw, body + tail)
+    np.testing.assert_array_equal(planes[:, :body], want.reshape(c_in * sh * sw, body))
+    assert not planes[:, body:].any()
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -20,18 +20,31 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def direct_geometry(padded_hw, k_hw, s_hw, d_hw, out_hw):
-    """Plane geometry for the direct kernels: (row_len, plane_rows, max_row_offset).
+def direct_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
+    """Plane geometry for the direct kernels: (row_len, rows, tail).
 
-    ``row_len = ceil(Wp / sw)``; a plane needs enough rows that every virtual position of the output
-    plus every tap offset stays inside it.
+    A plane holds every image as ``rows x row_len`` values followed by ``tail`` zeros; every virtual
+    position of the output plus every tap offset stays inside it. With stride 1 the rows are compact:
+    the zeros after one image row serve as the right padding of that row *and* the left padding of the
+    next (a tap reading past the row's end wraps into them), so ``row_len = W + max(left, right)``
+    instead of ``W + left + right``, and likewise ``rows = H + max(top, bottom)`` between images:
+    less of the work is spent on positions that are thrown away (14x14 maps, 3x3 'same': 15 x 15 instead
+    of 16 x 16 per image). Strided convolutions keep full rows of their space-to-depth planes.
     """
-    (hp, wp), (kh, kw), (sh, sw), (dh, dw), (oh, _) = padded_hw, k_hw, s_hw, d_hw, out_hw
+    (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k_hw, s_hw, d_hw, out_hw
+    hp, wp = ih + top + bottom, iw + left + right
+    if (sh, sw) == (1, 1):
+        row_len = max(ow, iw + max(left, right))
+        rows = max(oh, ih + max(top, bottom))
+        # The last image's last taps read up to (hp - 1) rows + row_len - 1 + (kw - 1) * dw past its start.
+        tail = max(0, (hp - rows) * row_len + (kw - 1) * dw)
+        return row_len, rows, tail
     row_len = _ceil_div(wp, sw)
     max_qy = (kh - 1) * dh // sh
     max_qx = (kw - 1) * dw // sw
     rows = max(_ceil_div(hp, sh), oh + max_qy + _ceil_div(max_qx, row_len))
-    return row_len, rows
+    return row_len, rows, 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,13 +78,14 @@ def pack_weights(weight, groups, block, n_taps, dtype):
     return np.ascontiguousarray(packed.reshape(groups, n_blocks, block, n_taps).transpose(0, 1, 3, 2))
 
 
-def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
-    """Padded input rearranged into flat space-to-depth planes: (C * sh * sw, N * rows * row_len).
+def make_planes(x, pads, padding_mode, s_hw, row_len, rows, tail, dtype):
+    """Padded input rearranged into flat space-to-depth planes: (C * sh * sw, N * rows * row_len + tail).
 
-    ``planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b]``, zeros outside the input. numpy
-    strided copies (one per stride phase) into a pooled buffer: as fast as the parallel numba kernel
-    this replaced on L2 (4.3 vs 7.9 ms on a loaded machine) and 3 s less compilation on the first
-    conv2d (docs/performance.md, "Cold start"). Other padding modes first build the padded array.
+    ``planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b]`` for ``i < rows``, ``j < row_len``,
+    then ``tail`` zeros per plane; zeros outside the input. numpy strided copies (one per stride phase)
+    into a pooled buffer: as fast as the parallel numba kernel this replaced on L2 (4.3 vs 7.9 ms on a
+    loaded machine) and 3 s less compilation on the first conv2d (docs/performance.md, "Cold start").
+    Other padding modes first build the padded array.
     """
     (top, _), (left, _) = pads
     sh, sw = s_hw
@@ -80,7 +94,10 @@ def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
     else:
         src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
     n_batch, c_in, ih, iw = src.shape
-    planes = memory.empty((c_in, sh, sw, n_batch, rows, row_len), dtype)
+    body = n_batch * rows * row_len
+    flat = memory.empty((c_in, sh * sw, body + tail), dtype)
+    flat[:, :, body:] = 0
+    planes = flat[:, :, :body].reshape(c_in, sh, sw, n_batch, rows, row_len)
     xc = src.transpose(1, 0, 2, 3)
     for a in range(sh):
         for b in range(sw):
@@ -97,7 +114,7 @@ def make_planes(x, pads, padding_mode, s_hw, row_len, rows, dtype):
             dst[:, :, i0:i1, :j0] = 0
             dst[:, :, i0:i1, j1:] = 0
             dst[:, :, i0:i1, j0:j1] = phase
-    return planes.reshape(c_in * sh * sw, n_batch * rows * row_len)
+    return flat.reshape(c_in * sh * sw, body + tail)
 
 
 # --- Row-block kernels (conv_depthwise, conv_first) ---------------------------------------------------

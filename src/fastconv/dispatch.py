@@ -30,9 +30,17 @@ IM2COL_FOLD_BATCH_POSITIONS = 256
 BATCH_INNER_MAX_OW = 16
 BATCH_INNER_MAX_GROUPS = 4
 
-# Output channels per group below which the 8-channel register block of the direct kernel would be
-# mostly padding, so ``algo="direct"`` uses its one-channel variant.
-DIRECT_OB8_MIN_CHANNELS = 4
+# Output channels per group below which the 4-channel micro-tile of the direct kernel would be mostly
+# padding, so ``algo="direct"`` uses its one-channel variant.
+DIRECT_BLOCK_MIN_CHANNELS = 4
+
+# The direct kernel splits its channel blocks until a call has at least this many work items (from the
+# shape only, so results never depend on the thread count): 8 per thread on this 2-core machine.
+DIRECT_MIN_ITEMS = 16
+
+# Taps per pass of the direct kernel over a work item's positions (32 channels of a 3x3 kernel): the
+# pass's packed weights (288 x 4 values) and input rows stay in the 32 KiB L1 cache.
+DIRECT_CHUNK_TAPS = 288
 
 # With at most this many output channels per group, conv2d runs the depthwise kernel (one output
 # channel per pass; the first-layer kernel computes four per pass). Float32 GFLOP/s, one thread, best

@@ -10,25 +10,97 @@ position* ``p = n * plane_len + oy * row_len + ox``. So for every tap::
 
     out[o, p] += w[o, tap] * planes[plane(tap), p + offset(tap)]
 
-a unit-stride, branch-free loop over ``p`` that LLVM vectorises, and that runs across image borders,
-so small feature maps still give long loops. Virtual positions outside the output (``ox >= OW`` or
-``oy >= OH``) are computed and discarded. Accumulators for 8 output channels x ``TILE`` positions live
-in a per-iteration buffer (L1/L2-resident); each input vector loaded feeds 4 output channels and 3 taps.
+a unit-stride, branch-free loop over ``p`` that runs across image borders, so small feature maps still
+give long loops. Virtual positions outside the output (``ox >= OW`` or ``oy >= OH``) are computed and
+discarded.
 
-Parallel ownership: one ``prange`` iteration = (group, tile of positions, block of output channels),
-the block varying fastest so that the two threads work on the same input tile at the same time. It
+Register-blocked micro-kernel (:func:`tap_microkernel`, ``conv_taps_blocked``): a micro-tile of
+``MR = 4`` output channels x ``NV = 3`` vectors of consecutive positions (24 float32 / 12 float64) keeps
+its 12 accumulators in vector registers over *all* taps: per tap, 3 unaligned input loads, 4 weight
+broadcasts and 12 fused multiply-adds (16 of AVX2's 16 registers). It is written as LLVM IR (an
+intrinsic) so the accumulators are SSA values the register allocator keeps, never memory; one core runs
+it at numpy's sgemm speed. The last micro-tile of the positions is shifted back to end at the last
+position (it recomputes a few positions with the same taps in the same order: identical values), and
+only the positions a work item owns are stored, with the bias, into ``out``.
+``conv_taps_ob1`` (one output channel per item, for few channels per group) accumulates in an
+L1-resident buffer instead (:mod:`tap_accumulate`).
+
+Parallel ownership: one ``prange`` iteration = (group, tile of positions, run of output-channel blocks),
+the run varying fastest so that the two threads work on the same input tile at the same time. It
 writes only those output elements and sums taps in a fixed order: bit-identical results for every
-thread count.
+thread count (the split depends on the shape only).
 """
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
-from .tap_accumulate import accumulate_taps_1, accumulate_taps_4
+from .simd import VEC_BYTES, Vec, address, float_array, vector_pointer
+from .tap_accumulate import accumulate_taps_1
 
-OB = 8  # output channels per register block (two halves of 4)
-TILE = 512  # virtual positions per work item: 8 x 512 accumulators = 16 KiB (float32)
+MR = 4  # output channels per micro-tile
+NV = 3  # vectors of positions per micro-tile: MR * NV = 12 accumulators + 3 inputs + 1 weight = 16 registers
+TILE = 512  # virtual positions per work item of conv_taps_ob1: 512 accumulators
+MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (768 float32 positions)
+
+
+@intrinsic
+def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, p, wf, acc, a0, resume):
+    """``acc[i, a0 + v * L + l] = (acc[i, a0 + v * L + l] if resume else 0) + sum_t wf[t * MR + i] *
+    xf[starts[t] + p + v * L + l]`` for i < MR, v < NV, l < L lanes and taps t in ``[t_lo, t_hi)`` in
+    order (fused multiply-adds); the 12 accumulators stay in registers for the whole tap loop.
+
+    ``xf``, ``wf`` flat and ``acc`` 2-D C-contiguous arrays of one float dtype, ``starts`` int64,
+    ``resume`` a bool; every index in range (no checks).
+    """
+    if not (float_array(xf) and float_array(wf) and float_array(acc) and acc.ndim == 2
+            and xf.dtype == wf.dtype == acc.dtype):
+        return None
+    vt = Vec(xf.dtype)
+
+    def codegen(context, builder, sig, args):
+        xf_v, starts_v, lo_v, hi_v, p_v, wf_v, acc_v, a0_v, resume_v = args
+        lanes, bits = vt.lanes, xf.dtype.bitwidth
+        align = bits // 8
+        vty = ir.VectorType(context.get_value_type(xf.dtype), lanes)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                             f"llvm.fmuladd.v{lanes}f{bits}")
+        i64 = ir.IntType(64)
+        acc_struct = context.make_array(sig.args[6])(context, builder, acc_v)
+        row = cgutils.unpack_tuple(builder, acc_struct.shape, 2)[1]
+
+        def acc_pointer(i, v):
+            index = builder.add(a0_v, builder.add(builder.mul(row, ir.Constant(i64, i)), ir.Constant(i64, v * lanes)))
+            return builder.bitcast(builder.gep(acc_struct.data, [index], inbounds=True), vty.as_pointer())
+
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(NV)]
+                for _ in range(MR)]
+        with builder.if_then(builder.icmp_unsigned("!=", resume_v, ir.Constant(resume_v.type, 0))):
+            for i in range(MR):
+                for v in range(NV):
+                    builder.store(builder.load(acc_pointer(i, v), align=align), accs[i][v])
+        undef = ir.Constant(vty, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        with cgutils.for_range_slice(builder, lo_v, hi_v, ir.Constant(i64, 1)) as (t, _):
+            base = builder.add(builder.load(address(context, builder, sig.args[1], starts_v, t)), p_v)
+            xs = [builder.load(vector_pointer(context, builder, sig.args[0], xf_v,
+                                              builder.add(base, ir.Constant(i64, v * lanes)), lanes), align=align)
+                  for v in range(NV)]
+            w_base = builder.mul(t, ir.Constant(i64, MR))
+            for i in range(MR):
+                w = builder.load(address(context, builder, sig.args[5], wf_v, builder.add(w_base, ir.Constant(i64, i))))
+                wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0)),
+                                            undef, splat)
+                for v in range(NV):
+                    builder.store(builder.call(fma, [wv, xs[v], builder.load(accs[i][v])]), accs[i][v])
+        for i in range(MR):
+            for v in range(NV):
+                builder.store(builder.load(accs[i][v]), acc_pointer(i, v), align=align)
+        return context.get_dummy_value()
+    return types.void(xf, starts, t_lo, t_hi, p, wf, acc, a0, resume), codegen
 
 
 @kernel
@@ -54,46 +126,87 @@ def _store_tile(acc, out, bias, o_first, n_rows, p0, plen, row_len, rows):
             grow += 1
 
 
-@parallel_kernel(fastmath={"contract"})
-def conv_taps_ob8(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
-    """Direct convolution, 8 output channels per work item.
+@kernel
+def _store_micro(acc, col0, out, bias, o_first, n_rows, qq, lo, hi, row_len, rows):
+    """Positions ``[lo, hi)`` of a micro-tile computed at position ``qq`` into its columns ``col0 ..`` of
+    ``acc`` (MR, W): into ``out[n, o_first + i, oy, ox]`` plus the bias, valid positions only, one
+    output-row run at a time."""
+    oh, ow = out.shape[2], out.shape[3]
+    grow = lo // row_len
+    while grow * row_len < hi:
+        n = grow // rows
+        oy = grow - n * rows
+        q = grow * row_len
+        if oy < oh:
+            s0 = max(lo, q)
+            s1 = min(hi, q + ow)
+            for i in range(n_rows):
+                b = bias[o_first + i]
+                dst = out[n, o_first + i, oy]
+                src = acc[i]
+                shift = col0 - qq
+                for pos in range(s0, s1):
+                    dst[pos - q] = src[shift + pos] + b
+        grow += 1
+
+
+@parallel_kernel
+def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, blocks_per_item, chunk_taps):
+    """Direct convolution with the register-blocked :func:`tap_microkernel`.
 
     Contract (caller guarantees):
-    - ``planes``: (G * planes_per_group, N * rows * row_len), C-contiguous, one float dtype, every read
-      ``p + tap_off[t]`` for ``p < (N - 1) * rows * row_len + OH * row_len`` inside the array.
-    - ``tap_plane``, ``tap_off``: int64 (T,), T a multiple of 3 (padding taps have zero weight);
-      ``tap_plane`` is relative to the group's first plane.
-    - ``wpk``: (G, n_blocks, T, 8) packed weights, zero for channels beyond O / G.
+    - ``planes``: (G * planes_per_group, L), C-contiguous, one float dtype; with
+      ``npos = (N - 1) * rows * row_len + OH * row_len`` and ``mt = NV * lanes``: every read
+      ``group_base + p + starts[t]`` for ``p < max(npos, mt)`` inside the array.
+    - ``starts``: int64 (T,), ``tap_plane[t] * L + tap_off[t]`` (relative to the group's first plane).
+    - ``wpk``: (G, n_blocks, T, MR) packed weights, zero for channels beyond O / G.
     - ``bias``: (O,) (zeros when the user gave none); ``out``: (N, O, OH, OW), OW <= row_len, OH <= rows.
+    - ``blocks_per_item`` >= 1: channel blocks per work item (depends on the shape only).
+    - ``chunk_taps`` >= 1: taps per pass over a work item's positions (partial sums wait in ``acc``):
+      the pass's weights and input rows stay in L1. Sums run in tap order whatever the chunking.
     """
     n_groups, n_blocks, n_taps, _ = wpk.shape
+    plane_len = planes.shape[1]
     planes_per_group = planes.shape[0] // n_groups
+    xf = planes.reshape(-1)
     n_batch, c_out, oh = out.shape[0], out.shape[1], out.shape[2]
     o_per_group = c_out // n_groups
     npos = (n_batch - 1) * rows * row_len + oh * row_len
-    n_tiles = (npos + TILE - 1) // TILE
-    for item in prange(n_groups * n_tiles * n_blocks):
-        blk = item % n_blocks
-        rest = item // n_blocks
-        tile = rest % n_tiles
+    mt = NV * (VEC_BYTES // planes.itemsize)
+    tile = mt * MICRO_TILES_PER_ITEM
+    n_tiles = (npos + tile - 1) // tile
+    n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
+    n_micro = (tile + mt - 1) // mt
+    for item in prange(n_groups * n_tiles * n_runs):
+        run = item % n_runs
+        rest = item // n_runs
+        p0 = (rest % n_tiles) * tile
         g = rest // n_tiles
-        p0 = tile * TILE
-        plen = min(TILE, npos - p0)
-        acc = np.zeros((OB, TILE), dtype=out.dtype)
-        w_blk = wpk[g, blk]
-        first_plane = g * planes_per_group
-        for half in range(2):
-            accumulate_taps_4(acc, 4 * half, planes, first_plane, tap_plane, tap_off, 0, n_taps, p0, w_blk,
-                              plen)
-        _store_tile(acc, out, bias, g * o_per_group + blk * OB, min(OB, o_per_group - blk * OB),
-                    p0, plen, row_len, rows)
+        p_end = min(p0 + tile, npos)
+        group_base = g * planes_per_group * plane_len
+        acc = np.empty((MR, n_micro * mt), dtype=out.dtype)  # one column range per micro-tile
+        for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
+            wf = wpk[g, blk].reshape(-1)
+            for t0 in range(0, n_taps, chunk_taps):
+                t1 = min(n_taps, t0 + chunk_taps)
+                for q in range(p0, p_end, mt):
+                    qq = max(0, min(q, npos - mt))
+                    tap_microkernel(xf, starts, t0, t1, group_base + qq, wf, acc, q - p0, t0 > 0)
+            o_first = g * o_per_group + blk * MR
+            n_rows = min(MR, o_per_group - blk * MR)
+            for q in range(p0, p_end, mt):
+                qq = max(0, min(q, npos - mt))
+                _store_micro(acc, q - p0, out, bias, o_first, n_rows, qq, q, min(q + mt, p_end), row_len, rows)
 
 
 @parallel_kernel(fastmath={"contract"})
 def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
     """Direct convolution, one output channel per work item (depthwise and few channels per group).
 
-    Same contract as :func:`conv_taps_ob8` with ``wpk`` shaped (G, O / G, T, 1).
+    Contract: ``planes`` as for :func:`conv_taps_blocked`, every read ``p + tap_off[t]`` for ``p < npos``
+    inside the array (no minimum ``npos``); ``tap_plane``, ``tap_off``: int64 (T,), T a multiple of 3
+    (padding taps have zero weight), ``tap_plane`` relative to the group's first plane; ``wpk`` (G, O / G,
+    T, 1); ``bias``, ``out`` as for :func:`conv_taps_blocked`.
     """
     n_groups, o_per_group, n_taps, _ = wpk.shape
     planes_per_group = planes.shape[0] // n_groups

@@ -54,17 +54,16 @@ Contract (caller guarantees, every kernel): ``x`` is (N, C, H, W), C-contiguous,
 sizes and steps are Python ints >= 1 (paddings >= 0); every window/bin holds at least one input cell.
 """
 
-import platform
-
 import numba
 import numpy as np
-from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import get_thread_id, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
+from .simd import (HAS_AVX, VEC_BYTES, Vec, float_array, shuffle_mask, vadd, vdiv, vec_lanes, vector_pointer, vload,
+                   vload_even, vload_odd, vmul, vsplat, vstore)
 
 NEG_INF = -np.inf
 
@@ -75,132 +74,11 @@ def kernel_inline(func):
     return numba.njit(func, inline="always")
 
 
-# ------------------------------------------------------------------------------------------------------
-# Explicit SIMD: a 256-bit vector type and a few intrinsics (numba's extension API, LLVM IR).
-#
-# Why: LLVM's loop vectoriser handles the plain row loops, but on rows of 56-112 cells it vectorises
-# 32 cells per iteration and leaves the remainder (up to 31 cells) to a scalar loop with branchy NaN
-# selects, and a fixed 8-lane inner loop is not SLP-vectorised either (measured: 10x slower). With an
-# explicit vector of ``LANES = 32 // itemsize`` cells a row is processed as ``ceil(n / LANES)`` chunks,
-# the last one shifted back to end at ``n``: it recomputes a few cells with the same inputs, so values
-# are unchanged (the destination never aliases a source). Loads and stores are unaligned.
-# The vector type never crosses a kernel boundary: kernels still take only arrays and ints.
-# ------------------------------------------------------------------------------------------------------
-
-VEC_BYTES = 32  # AVX2 register; LLVM splits it on narrower targets
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-# maxps via its x86 intrinsic only when compiling for this (AVX) host, numba's default target.
-_AVX = (_X86 and numba.config.CPU_NAME in (None, "host") and numba.config.CPU_FEATURES is None
-        and "+avx," in llvm_binding.get_host_cpu_features().flatten() + ",")
-
-
-class _Vec(types.Type):
-    """A vector of ``VEC_BYTES // itemsize`` lanes of a float dtype (internal to the kernels)."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-        self.lanes = VEC_BYTES * 8 // dtype.bitwidth
-        super().__init__(name=f"_Vec({dtype} x {self.lanes})")
-
-
-@register_model(_Vec)
-class _VecModel(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
-
-
-def _float_array(arr):
-    return isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)
-
-
-def _address(context, builder, arrty, arr, index):
-    """Pointer to ``arr.flat[index]`` (C-contiguous array; no wrap-around or bounds check)."""
-    data = context.make_array(arrty)(context, builder, arr).data
-    return builder.gep(data, [index], inbounds=True)
-
-
-def _vector_pointer(context, builder, arrty, arr, index, lanes):
-    elt = context.get_value_type(arrty.dtype)
-    return builder.bitcast(_address(context, builder, arrty, arr, index), ir.VectorType(elt, lanes).as_pointer())
-
-
-def _mask(values):
-    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
-
-
-@intrinsic
-def _lanes(typingctx, arr):
-    """Lanes of a vector of ``arr``'s dtype (a compile-time constant)."""
-    if not _float_array(arr):
-        return None
-    lanes = VEC_BYTES * 8 // arr.dtype.bitwidth
-    return types.intp(arr), lambda context, builder, sig, args: ir.Constant(ir.IntType(64), lanes)
-
-
-@intrinsic
-def _vload(typingctx, arr, index):
-    """``arr.flat[index : index + lanes]`` (unaligned load)."""
-    if not _float_array(arr):
-        return None
-    vt = _Vec(arr.dtype)
-
-    def codegen(context, builder, sig, args):
-        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vt.lanes)
-        return builder.load(ptr, align=arr.dtype.bitwidth // 8)
-    return vt(arr, index), codegen
-
-
-def _strided_load(phase):
-    @intrinsic
-    def load(typingctx, arr, index):
-        if not _float_array(arr):
-            return None
-        vt = _Vec(arr.dtype)
-
-        def codegen(context, builder, sig, args):
-            wide = builder.load(_vector_pointer(context, builder, sig.args[0], args[0], args[1], 2 * vt.lanes),
-                                align=arr.dtype.bitwidth // 8)
-            return builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined),
-                                          _mask(range(phase, 2 * vt.lanes, 2)))
-        return vt(arr, index), codegen
-    return load
-
-
-_vload_even = _strided_load(0)  # arr.flat[index + 2 * l], l < lanes (reads 2 * lanes cells from index)
-_vload_odd = _strided_load(1)   # arr.flat[index + 1 + 2 * l]
-
-
-@intrinsic
-def _vstore(typingctx, arr, index, v):
-    """``arr.flat[index : index + lanes] = v`` (unaligned store)."""
-    if not (_float_array(arr) and isinstance(v, _Vec)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[2].lanes)
-        builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.void(arr, index, v), codegen
-
-
-@intrinsic
-def _vsplat(typingctx, arr, value):
-    """A vector of ``arr``'s dtype with every lane ``value``."""
-    if not _float_array(arr):
-        return None
-    vt = _Vec(arr.dtype)
-
-    def codegen(context, builder, sig, args):
-        scalar = context.cast(builder, args[1], sig.args[1], arr.dtype)
-        undef = ir.Constant(ir.VectorType(scalar.type, vt.lanes), ir.Undefined)
-        one = builder.insert_element(undef, scalar, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, undef, _mask([0] * vt.lanes))
-    return vt(arr, value), codegen
-
+# Explicit SIMD (see ``simd.py``): NaN-propagating max, reductions, block transposes.
 
 def _vmax_ir(builder, m, v, vec_type):
     """IR of :func:`_vmax`."""
-    if _AVX and vec_type.lanes * vec_type.dtype.bitwidth == 256:
+    if HAS_AVX and vec_type.lanes * vec_type.dtype.bitwidth == 256:
         name = "llvm.x86.avx.max.ps.256" if vec_type.dtype.bitwidth == 32 else "llvm.x86.avx.max.pd.256"
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(m.type, [m.type, m.type]), name)
         r = builder.call(fn, [v, m])
@@ -217,7 +95,7 @@ def _vmax(typingctx, m, v):
     and NaN), called as an opaque intrinsic: written as two selects, LLVM merges them into one select on
     ``v > m or v != v``, which costs a compare and an or more (4 instructions instead of 3).
     """
-    if not isinstance(m, _Vec) or m != v:
+    if not isinstance(m, Vec) or m != v:
         return None
     return m(m, v), lambda context, builder, sig, args: _vmax_ir(builder, args[0], args[1], sig.args[0])
 
@@ -226,16 +104,16 @@ def _vmax(typingctx, m, v):
 def _vreduce(typingctx, arr, start, count, step, is_max, strided):
     """``op over k < count (in order) of V(start + k * step)``, ``op`` max (NaN-propagating, as
     :func:`_vmax`) or sum, ``V(i)`` the vector at ``arr.flat[i]`` or, with ``strided``, its even cells
-    ``arr.flat[i + 2 * l]`` (:func:`_vload_even`). ``count >= 1``; ``is_max`` and ``strided`` literals.
+    ``arr.flat[i + 2 * l]`` (:func:`vload_even`). ``count >= 1``; ``is_max`` and ``strided`` literals.
 
     The loop is in the intrinsic's IR: a numba loop around the vector accumulator, inside a helper that
     is inlined into a loop, keeps the helper's array reference counting (two atomic calls per array per
     chunk) that numba prunes from straight-line code; it made such chunks 10x slower.
     """
-    if not (_float_array(arr) and isinstance(is_max, types.BooleanLiteral)
+    if not (float_array(arr) and isinstance(is_max, types.BooleanLiteral)
             and isinstance(strided, types.BooleanLiteral)):
         return None
-    vt = _Vec(arr.dtype)
+    vt = Vec(arr.dtype)
 
     def codegen(context, builder, sig, args):
         arr_v, start_v, count_v, step_v = args[:4]
@@ -244,9 +122,9 @@ def _vreduce(typingctx, arr, start, count, step, is_max, strided):
 
         def load(index):
             if not strided.literal_value:
-                return builder.load(_vector_pointer(context, builder, sig.args[0], arr_v, index, lanes), align=align)
-            wide = builder.load(_vector_pointer(context, builder, sig.args[0], arr_v, index, 2 * lanes), align=align)
-            return builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), _mask(range(0, 2 * lanes, 2)))
+                return builder.load(vector_pointer(context, builder, sig.args[0], arr_v, index, lanes), align=align)
+            wide = builder.load(vector_pointer(context, builder, sig.args[0], arr_v, index, 2 * lanes), align=align)
+            return builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), shuffle_mask(range(0, 2 * lanes, 2)))
 
         acc = cgutils.alloca_once_value(builder, load(start_v))
         one = ir.Constant(count_v.type, 1)
@@ -258,20 +136,6 @@ def _vreduce(typingctx, arr, start, count, step, is_max, strided):
             builder.store(new_acc, acc)
         return builder.load(acc)
     return vt(arr, start, count, step, is_max, strided), codegen
-
-
-def _vector_binop(name):
-    @intrinsic
-    def op(typingctx, a, b):
-        if not isinstance(a, _Vec) or a != b:
-            return None
-        return a(a, b), lambda context, builder, sig, args: getattr(builder, name)(args[0], args[1])
-    return op
-
-
-_vadd = _vector_binop("fadd")
-_vmul = _vector_binop("fmul")
-_vdiv = _vector_binop("fdiv")
 
 
 # Shuffle network transposing a lanes x lanes block in log2(lanes) stages of two-source shuffles (the
@@ -302,7 +166,7 @@ _TRANSPOSE_STAGES = {
 def _transpose_block(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride):
     """``dst.flat[dst_off + k * dst_stride + l] = src.flat[src_off + l * src_stride + k]`` for k, l < lanes:
     lanes unaligned vector loads, the shuffle network, lanes unaligned vector stores."""
-    if not (_float_array(src) and _float_array(dst) and src.dtype == dst.dtype):
+    if not (float_array(src) and float_array(dst) and src.dtype == dst.dtype):
         return None
     lanes = VEC_BYTES * 8 // src.dtype.bitwidth
 
@@ -312,12 +176,12 @@ def _transpose_block(typingctx, src, src_off, src_stride, dst, dst_off, dst_stri
         rows = []
         for k in range(lanes):
             index = builder.add(s_off, builder.mul(s_stride, ir.Constant(s_stride.type, k)))
-            rows.append(builder.load(_vector_pointer(context, builder, sig.args[0], s_arr, index, lanes), align=align))
+            rows.append(builder.load(vector_pointer(context, builder, sig.args[0], s_arr, index, lanes), align=align))
         for stage in _TRANSPOSE_STAGES[lanes]:
-            rows = [builder.shuffle_vector(rows[a], rows[b], _mask(m)) for a, b, m in stage]
+            rows = [builder.shuffle_vector(rows[a], rows[b], shuffle_mask(m)) for a, b, m in stage]
         for k in range(lanes):
             index = builder.add(d_off, builder.mul(d_stride, ir.Constant(d_stride.type, k)))
-            builder.store(rows[k], _vector_pointer(context, builder, sig.args[3], d_arr, index, lanes), align=align)
+            builder.store(rows[k], vector_pointer(context, builder, sig.args[3], d_arr, index, lanes), align=align)
         return context.get_dummy_value()
     return types.void(src, src_off, src_stride, dst, dst_off, dst_stride), codegen
 
@@ -337,7 +201,7 @@ def _nanmax(m, v):
 def _op(typingctx, a, b, is_max):
     """``_vmax(a, b)`` if ``is_max`` else ``a + b``. ``is_max`` is a literal in every caller (the kernels
     pass True / False), so this costs one intrinsic to type rather than a branch with two."""
-    if not isinstance(a, _Vec) or a != b or not isinstance(is_max, types.BooleanLiteral):
+    if not isinstance(a, Vec) or a != b or not isinstance(is_max, types.BooleanLiteral):
         return None
     if is_max.literal_value:
         return a(a, b, is_max), lambda context, builder, sig, args: _vmax_ir(builder, args[0], args[1], sig.args[0])
@@ -357,17 +221,17 @@ def _column_chunk(xf, r0, nrows, rstep, c, dst, d0, is_max, rows):
     (literal): 2 or 3 for those counts, fused, 0 for any."""
     p = r0 + c
     if rows == 3:
-        acc = _op(_op(_vload(xf, p), _vload(xf, p + rstep), is_max), _vload(xf, p + 2 * rstep), is_max)
+        acc = _op(_op(vload(xf, p), vload(xf, p + rstep), is_max), vload(xf, p + 2 * rstep), is_max)
     elif rows == 2:
-        acc = _op(_vload(xf, p), _vload(xf, p + rstep), is_max)
+        acc = _op(vload(xf, p), vload(xf, p + rstep), is_max)
     else:
         acc = _vreduce(xf, p, nrows, rstep, is_max, False)
-    _vstore(dst, d0 + c, acc)
+    vstore(dst, d0 + c, acc)
 
 
 @kernel_inline
 def _column_chunks(xf, r0, nrows, rstep, n, dst, d0, is_max, rows):
-    lanes = _lanes(xf)
+    lanes = vec_lanes(xf)
     for c in range(0, n - lanes, lanes):
         _column_chunk(xf, r0, nrows, rstep, c, dst, d0, is_max, rows)
     _column_chunk(xf, r0, nrows, rstep, n - lanes, dst, d0, is_max, rows)
@@ -376,7 +240,7 @@ def _column_chunks(xf, r0, nrows, rstep, n, dst, d0, is_max, rows):
 @kernel_inline
 def _column_pass(xf, r0, nrows, rstep, n, dst, d0, is_max):
     """``dst[d0 + i] = op over k < nrows (in order) of xf[r0 + k * rstep + i]`` for ``i < n``."""
-    if n < _lanes(xf):
+    if n < vec_lanes(xf):
         for i in range(n):
             acc = xf[r0 + i]
             for k in range(1, nrows):
@@ -396,25 +260,25 @@ def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
     """One chunk of :func:`_row_pass` (stride ``sw`` 1 or 2); ``taps`` (literal): 2 or 3 undilated taps,
     fused (stride 2: loads of 2 * LANES cells give the even, odd and next even cells), 0 for any."""
     if taps == 3 and sw == 1:
-        acc = _op(_op(_vload(s, c), _vload(s, c + 1), is_max), _vload(s, c + 2), is_max)
+        acc = _op(_op(vload(s, c), vload(s, c + 1), is_max), vload(s, c + 2), is_max)
     elif taps == 3:
-        acc = _op(_op(_vload_even(s, 2 * c), _vload_odd(s, 2 * c), is_max), _vload_even(s, 2 * c + 2), is_max)
+        acc = _op(_op(vload_even(s, 2 * c), vload_odd(s, 2 * c), is_max), vload_even(s, 2 * c + 2), is_max)
     elif taps == 2 and sw == 1:
-        acc = _op(_vload(s, c), _vload(s, c + 1), is_max)
+        acc = _op(vload(s, c), vload(s, c + 1), is_max)
     elif taps == 2:
-        acc = _op(_vload_even(s, 2 * c), _vload_odd(s, 2 * c), is_max)
+        acc = _op(vload_even(s, 2 * c), vload_odd(s, 2 * c), is_max)
     elif sw == 1:
         acc = _vreduce(s, c, kw, dw, is_max, False)
     else:
         acc = _vreduce(s, 2 * c, kw, dw, is_max, True)
     if not is_max:
-        acc = _vdiv(acc, _vmul(rows, _vload(col_div, c)))
-    _vstore(dst, d0 + c, acc)
+        acc = vdiv(acc, vmul(rows, vload(col_div, c)))
+    vstore(dst, d0 + c, acc)
 
 
 @kernel_inline
 def _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
-    lanes = _lanes(s)
+    lanes = vec_lanes(s)
     for c in range(0, ow - lanes, lanes):
         _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps)
     _row_chunk(s, ow - lanes, kw, sw, dw, dst, d0, col_div, rows, is_max, taps)
@@ -424,7 +288,7 @@ def _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
 def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max):
     """``dst[d0 + ox] = op over kx (in order) of s[ox * sw + kx * dw]`` (``/ (row_div * col_div[ox])`` for
     averages), ``ox < ow``. Vector chunks for strides 1 and 2 when ``ow >= LANES``, else a scalar loop."""
-    if ow < _lanes(s) or sw > 2:
+    if ow < vec_lanes(s) or sw > 2:
         for ox in range(ow):
             base = ox * sw
             acc = s[base]
@@ -435,11 +299,11 @@ def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max):
                 acc = acc / (row_div * col_div[ox])
             dst[d0 + ox] = acc
     elif kw == 3 and dw == 1:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, _vsplat(s, row_div), is_max, 3)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 3)
     elif kw == 2 and dw == 1:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, _vsplat(s, row_div), is_max, 2)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 2)
     else:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, _vsplat(s, row_div), is_max, 0)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 0)
 
 
 @kernel
@@ -503,24 +367,24 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
 
 @kernel_inline
 def _pool2x2_chunk(xf, r0, r1, c, dst, d0, d, is_max, scale):
-    a = _vload_even(xf, r0 + 2 * c)
-    b = _vload_odd(xf, r0 + 2 * c)
-    e = _vload_even(xf, r1 + 2 * c)
-    f = _vload_odd(xf, r1 + 2 * c)
+    a = vload_even(xf, r0 + 2 * c)
+    b = vload_odd(xf, r0 + 2 * c)
+    e = vload_even(xf, r1 + 2 * c)
+    f = vload_odd(xf, r1 + 2 * c)
     if is_max:
-        _vstore(dst, d0 + c, _vmax(_vmax(_vmax(a, b), e), f))
+        vstore(dst, d0 + c, _vmax(_vmax(_vmax(a, b), e), f))
     elif scale:
-        _vstore(dst, d0 + c, _vmul(_vadd(_vadd(_vadd(a, b), e), f), d))
+        vstore(dst, d0 + c, vmul(vadd(vadd(vadd(a, b), e), f), d))
     else:
-        _vstore(dst, d0 + c, _vdiv(_vadd(_vadd(_vadd(a, b), e), f), d))
+        vstore(dst, d0 + c, vdiv(vadd(vadd(vadd(a, b), e), f), d))
 
 
 @kernel
 def _pool2x2_rows(xf, of, p, oy_lo, oy_hi, divisor, ih, iw, oh, ow, is_max, scale):
     """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` (see :func:`pool2x2_kernel`): a compiled function per
     parallel iteration, specialised on the literal flags, as :func:`_window_rows`."""
-    lanes = _lanes(xf)
-    d = _vsplat(xf, divisor)
+    lanes = vec_lanes(xf)
+    d = vsplat(xf, divisor)
     for oy in range(oy_lo, oy_hi):
         r0 = (p * ih + 2 * oy) * iw
         r1 = r0 + iw
@@ -825,7 +689,7 @@ def _band_max(xf, r0, nrows, iw, dst, d0):
     usual case, e.g. 4 x 13) is straight-line code (rows clamped to the last: max is idempotent, so
     reading a row twice changes nothing), which measured 2x faster than the loops on 13x13 planes.
     """
-    lanes = _lanes(xf)
+    lanes = vec_lanes(xf)
     last = nrows - 1
     if iw < lanes:
         for ix in range(iw):
@@ -839,16 +703,16 @@ def _band_max(xf, r0, nrows, iw, dst, d0):
         rc = r0 + min(2, last) * iw
         rd = r0 + last * iw
         c = iw - lanes
-        _vstore(dst, d0, _vmax(_vmax(_vmax(_vload(xf, ra), _vload(xf, rb)), _vload(xf, rc)), _vload(xf, rd)))
-        _vstore(dst, d0 + c, _vmax(_vmax(_vmax(_vload(xf, ra + c), _vload(xf, rb + c)), _vload(xf, rc + c)),
-                                   _vload(xf, rd + c)))
+        vstore(dst, d0, _vmax(_vmax(_vmax(vload(xf, ra), vload(xf, rb)), vload(xf, rc)), vload(xf, rd)))
+        vstore(dst, d0 + c, _vmax(_vmax(_vmax(vload(xf, ra + c), vload(xf, rb + c)), vload(xf, rc + c)),
+                                   vload(xf, rd + c)))
     else:
         for c0 in range(0, iw, lanes):
             c = min(c0, iw - lanes)
-            acc = _vload(xf, r0 + c)
+            acc = vload(xf, r0 + c)
             for k in range(1, nrows):
-                acc = _vmax(acc, _vload(xf, r0 + k * iw + c))
-            _vstore(dst, d0 + c, acc)
+                acc = _vmax(acc, vload(xf, r0 + k * iw + c))
+            vstore(dst, d0 + c, acc)
 
 
 @parallel_kernel
@@ -884,7 +748,7 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
     xf = x.reshape(-1)
     of = out.reshape(-1)
     total = out.shape[1]
-    lanes = _lanes(xf)
+    lanes = vec_lanes(xf)
     n_bands = bands.shape[0]
     cells = n_bands * iw
     n_direct = direct_bins.shape[0]
@@ -903,18 +767,18 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
             _transpose_block(nat, m, cells, cell, m * lanes, lanes)
         for q in range(n_direct):
             t0 = direct_bins[q, 0]
-            acc = _vload(cell, t0 * lanes)
+            acc = vload(cell, t0 * lanes)
             for t in range(t0 + 1, t0 + direct_bins[q, 1]):
-                acc = _vmax(acc, _vload(cell, t * lanes))
-            _vstore(acc_bins, direct_bins[q, 2] * lanes, acc)
+                acc = _vmax(acc, vload(cell, t * lanes))
+            vstore(acc_bins, direct_bins[q, 2] * lanes, acc)
         for k in range(composed_bins.shape[0]):
             first = composed_bins[k, 0]
             stride = composed_bins[k, 3]
-            acc = _vload(acc_bins, first * lanes)
+            acc = vload(acc_bins, first * lanes)
             for i in range(composed_bins[k, 1]):
                 for j in range(composed_bins[k, 2]):
-                    acc = _vmax(acc, _vload(acc_bins, (first + i * stride + j) * lanes))
-            _vstore(acc_bins, composed_bins[k, 4] * lanes, acc)
+                    acc = _vmax(acc, vload(acc_bins, (first + i * stride + j) * lanes))
+            vstore(acc_bins, composed_bins[k, 4] * lanes, acc)
         n0 = p0 // c_in
         c0 = p0 - n0 * c_in
         if p0 + lanes <= planes and c0 + lanes <= c_in:
@@ -927,7 +791,7 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
                         k = min(k0, nb - lanes)
                         _transpose_block(acc_bins, (b0 + k) * lanes, lanes, of, dst + k, nb)
                 elif nb == 1:
-                    _vstore(of, dst, _vload(acc_bins, b0 * lanes))
+                    vstore(of, dst, vload(acc_bins, b0 * lanes))
                 else:
                     # transpose (with the next bins as filler rows) into the free cell buffer, then one
                     # vector per plane, in increasing order: each store's filler tail is overwritten by the
@@ -935,7 +799,7 @@ def bin_max_lanes_kernel(x, bands, direct_bins, composed_bins, levels, out, band
                     _transpose_block(acc_bins, b0 * lanes, lanes, cell, 0, lanes)
                     for lane in range(lanes):
                         if (lane + 1) * nb + lanes - nb <= lanes * nb:
-                            _vstore(of, dst + lane * nb, _vload(cell, lane * lanes))
+                            vstore(of, dst + lane * nb, vload(cell, lane * lanes))
                         else:
                             for k in range(nb):
                                 of[dst + lane * nb + k] = cell[lane * lanes + k]

@@ -1,0 +1,143 @@
+"""Explicit SIMD for the kernels: a 256-bit vector type and a few intrinsics (numba's extension API, LLVM IR).
+
+Why: LLVM's loop vectoriser handles the plain row loops, but on rows of 56-112 cells it vectorises
+32 cells per iteration and leaves the remainder (up to 31 cells) to a scalar loop with branchy NaN
+selects, and a fixed 8-lane inner loop is not SLP-vectorised either (measured: 10x slower). With an
+explicit vector of ``LANES = 32 // itemsize`` cells a row is processed as ``ceil(n / LANES)`` chunks,
+the last one shifted back to end at ``n``: it recomputes a few cells with the same inputs, so values
+are unchanged (the destination never aliases a source). Loads and stores are unaligned. The direct
+convolution's register-blocked micro-kernel (``conv_direct.py``) builds on the same type.
+The vector type never crosses a kernel boundary: kernels still take only arrays and ints.
+"""
+
+import platform
+
+import numba
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+VEC_BYTES = 32  # AVX2 register; LLVM splits it on narrower targets
+IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+# maxps via its x86 intrinsic only when compiling for this (AVX) host, numba's default target.
+HAS_AVX = (IS_X86 and numba.config.CPU_NAME in (None, "host") and numba.config.CPU_FEATURES is None
+        and "+avx," in llvm_binding.get_host_cpu_features().flatten() + ",")
+
+
+class Vec(types.Type):
+    """A vector of ``VEC_BYTES // itemsize`` lanes of a float dtype (internal to the kernels)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VEC_BYTES * 8 // dtype.bitwidth
+        super().__init__(name=f"Vec({dtype} x {self.lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def float_array(arr):
+    return isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)
+
+
+def address(context, builder, arrty, arr, index):
+    """Pointer to ``arr.flat[index]`` (C-contiguous array; no wrap-around or bounds check)."""
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.gep(data, [index], inbounds=True)
+
+
+def vector_pointer(context, builder, arrty, arr, index, lanes):
+    elt = context.get_value_type(arrty.dtype)
+    return builder.bitcast(address(context, builder, arrty, arr, index), ir.VectorType(elt, lanes).as_pointer())
+
+
+def shuffle_mask(values):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
+@intrinsic
+def vec_lanes(typingctx, arr):
+    """Lanes of a vector of ``arr``'s dtype (a compile-time constant)."""
+    if not float_array(arr):
+        return None
+    lanes = VEC_BYTES * 8 // arr.dtype.bitwidth
+    return types.intp(arr), lambda context, builder, sig, args: ir.Constant(ir.IntType(64), lanes)
+
+
+@intrinsic
+def vload(typingctx, arr, index):
+    """``arr.flat[index : index + lanes]`` (unaligned load)."""
+    if not float_array(arr):
+        return None
+    vt = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = vector_pointer(context, builder, sig.args[0], args[0], args[1], vt.lanes)
+        return builder.load(ptr, align=arr.dtype.bitwidth // 8)
+    return vt(arr, index), codegen
+
+
+def strided_load(phase):
+    @intrinsic
+    def load(typingctx, arr, index):
+        if not float_array(arr):
+            return None
+        vt = Vec(arr.dtype)
+
+        def codegen(context, builder, sig, args):
+            wide = builder.load(vector_pointer(context, builder, sig.args[0], args[0], args[1], 2 * vt.lanes),
+                                align=arr.dtype.bitwidth // 8)
+            return builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined),
+                                          shuffle_mask(range(phase, 2 * vt.lanes, 2)))
+        return vt(arr, index), codegen
+    return load
+
+
+vload_even = strided_load(0)  # arr.flat[index + 2 * l], l < lanes (reads 2 * lanes cells from index)
+vload_odd = strided_load(1)   # arr.flat[index + 1 + 2 * l]
+
+
+@intrinsic
+def vstore(typingctx, arr, index, v):
+    """``arr.flat[index : index + lanes] = v`` (unaligned store)."""
+    if not (float_array(arr) and isinstance(v, Vec)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = vector_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[2].lanes)
+        builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.void(arr, index, v), codegen
+
+
+@intrinsic
+def vsplat(typingctx, arr, value):
+    """A vector of ``arr``'s dtype with every lane ``value``."""
+    if not float_array(arr):
+        return None
+    vt = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        scalar = context.cast(builder, args[1], sig.args[1], arr.dtype)
+        undef = ir.Constant(ir.VectorType(scalar.type, vt.lanes), ir.Undefined)
+        one = builder.insert_element(undef, scalar, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, undef, shuffle_mask([0] * vt.lanes))
+    return vt(arr, value), codegen
+
+
+def _vector_binop(name):
+    @intrinsic
+    def op(typingctx, a, b):
+        if not isinstance(a, Vec) or a != b:
+            return None
+        return a(a, b), lambda context, builder, sig, args: getattr(builder, name)(args[0], args[1])
+    return op
+
+
+vadd = _vector_binop("fadd")
+vmul = _vector_binop("fmul")
+vdiv = _vector_binop("fdiv")
