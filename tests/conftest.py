@@ -1,4 +1,5 @@
-"""Shared test fixtures: the one per-dtype tolerance table, a seeded rng, float64 reference helpers.
+"""Shared test fixtures: the one per-dtype tolerance table, a seeded rng, float64 reference helpers,
+random conv2d problems (inputs, a hypothesis strategy, a check against the reference).
 
 Tolerances are for comparing a kernel's result (computed in ``dtype``) with the float64 reference on
 inputs drawn from a standard normal distribution with at most a few hundred terms per output: float32
@@ -7,8 +8,12 @@ accumulates ~1e-7 relative error per term, float64 ~1e-16.
 
 import numpy as np
 import pytest
+from hypothesis import assume
+from hypothesis import strategies as st
 
+import fastconv
 import fastconv.reference
+from fastconv.shapes import conv_output_size, resolve_padding
 
 TOL = {
     np.dtype(np.float32): dict(rtol=1e-4, atol=1e-4),
@@ -38,6 +43,64 @@ def reference_conv2d_f64(x, weight, bias=None, **options):
     return fastconv.reference.conv2d(as64(x), as64(weight), as64(bias), **options)
 
 
+def conv_inputs(rng, x_shape, w_shape, with_bias, dtype):
+    """Standard-normal ``(x, weight, bias)`` of ``dtype``; ``bias`` is None unless ``with_bias``."""
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
+    return x, w, b
+
+
+def assert_conv2d_matches_reference(rng, algo, x_shape, w_shape, options, with_bias, dtype):
+    """``fastconv.conv2d(algo=algo)`` on :func:`conv_inputs` equals the float64 reference within the
+    tolerance of ``dtype``, and leaves its inputs untouched."""
+    x, w, b = conv_inputs(rng, x_shape, w_shape, with_bias, dtype)
+    x0, w0 = x.copy(), w.copy()
+    out = fastconv.conv2d(x, w, b, algo=algo, **options)
+    assert_close_to(out, reference_conv2d_f64(x, w, b, **options), dtype)
+    np.testing.assert_array_equal(x, x0)  # inputs untouched
+    np.testing.assert_array_equal(w, w0)
+
+
+def assume_valid_conv(in_hw, kernel_hw, options):
+    """Inside a hypothesis test or strategy: reject (``assume``) conv2d ``options`` (stride, padding,
+    dilation, padding_mode) that give an empty output for ``in_hw`` or pad beyond PyTorch's limits for
+    reflect (< size) and circular (<= size) padding."""
+    try:
+        conv_output_size(in_hw, kernel_hw, options["stride"], options["padding"], options["dilation"])
+    except ValueError:
+        assume(False)
+    pads = resolve_padding(in_hw, kernel_hw, options["stride"], options["padding"], options["dilation"])
+    for (p0, p1), size in zip(pads, in_hw):
+        assume(not (options["padding_mode"] == "reflect" and max(p0, p1) >= size))
+        assume(not (options["padding_mode"] == "circular" and max(p0, p1) > size))
+
+
+@st.composite
+def conv2d_configs(draw, channels):
+    """A random small conv2d problem with a non-empty output: ``channels`` is a strategy drawing
+    ``(groups, C_in, C_out)``; kernel 1..5, stride 1..3, dilation 1..2 (ints or pairs), every padding form
+    and mode (:func:`assume_valid_conv`), batch 1..3, H and W 1..12. Returns a dict with
+    ``x_shape``, ``w_shape``, ``options`` (conv2d keywords), ``bias`` (bool), ``dtype``, ``seed``."""
+    groups, c_in, c_out = draw(channels)
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    small = st.integers(1, 3)
+    options = dict(
+        groups=groups,
+        stride=draw(st.one_of(small, st.tuples(small, small))),
+        dilation=draw(st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2), st.integers(1, 2)))),
+        padding=draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
+                               st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                                         st.tuples(st.integers(0, 3), st.integers(0, 3))))),
+        padding_mode=draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
+    )
+    in_hw = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
+    assume_valid_conv(in_hw, (kh, kw), options)
+    return dict(x_shape=(draw(st.integers(1, 3)), c_in) + in_hw, w_shape=(c_out, c_in // groups, kh, kw),
+                options=options, bias=draw(st.booleans()), dtype=draw(st.sampled_from(FLOAT_DTYPES)),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
 @pytest.fixture
 def rng():
     """A fresh generator with a fixed seed per test (deterministic, independent of test order)."""
@@ -60,6 +123,14 @@ def assert_close():
 def conv2d_ref64():
     """The float64 reference conv2d (see :func:`reference_conv2d_f64`)."""
     return reference_conv2d_f64
+
+
+@pytest.fixture
+def restore_threads():
+    """Restores ``fastconv.get_num_threads()`` after a test that changes it."""
+    before = fastconv.get_num_threads()
+    yield
+    fastconv.set_num_threads(before)
 
 
 # Finite differences, shared by the backward, layer and loss tests (float64).

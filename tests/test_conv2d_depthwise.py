@@ -6,7 +6,8 @@ compiled specialisation per dtype."""
 import numba
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from conftest import FLOAT_DTYPES, assert_conv2d_matches_reference, conv2d_configs, conv_inputs
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv
@@ -14,10 +15,8 @@ import fastconv.conv
 import fastconv.conv_layout
 from fastconv._kernels.conv_depthwise import conv_depthwise
 from fastconv._kernels.conv_first import conv_first
-from fastconv.shapes import conv_output_size, resolve_padding
 
 ROW_BLOCK_ALGOS = ("depthwise", "first_layer")
-DTYPES = (np.float32, np.float64)
 
 # name -> (x shape, weight shape, options); groups == C unless the name says otherwise.
 CASES = {
@@ -52,29 +51,16 @@ CASES = {
 }
 
 
-def _inputs(rng, x_shape, w_shape, with_bias, dtype):
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
-    return x, w, b
-
-
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", list(CASES))
-def test_matches_reference(case, dtype, with_bias, rng, conv2d_ref64, assert_close):
-    x_shape, w_shape, options = CASES[case]
-    x, w, b = _inputs(rng, x_shape, w_shape, with_bias, dtype)
-    x0, w0 = x.copy(), w.copy()
-    out = fastconv.conv2d(x, w, b, algo="depthwise", **options)
-    assert_close(out, conv2d_ref64(x, w, b, **options), dtype)
-    np.testing.assert_array_equal(x, x0)  # inputs untouched (padding happens in local buffers)
-    np.testing.assert_array_equal(w, w0)
+def test_matches_reference(case, dtype, with_bias, rng):
+    assert_conv2d_matches_reference(rng, "depthwise", *CASES[case], with_bias, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_out_argument_is_filled_and_returned(dtype, rng, conv2d_ref64, assert_close):
-    x, w, b = _inputs(rng, (2, 4, 11, 12), (8, 1, 3, 3), True, dtype)
+    x, w, b = conv_inputs(rng, (2, 4, 11, 12), (8, 1, 3, 3), True, dtype)
     out = np.full((2, 8, 6, 6), np.nan, dtype=dtype)
     result = fastconv.conv2d(x, w, b, groups=4, stride=2, padding="same", algo="depthwise", out=out)
     assert result is out
@@ -82,7 +68,7 @@ def test_out_argument_is_filled_and_returned(dtype, rng, conv2d_ref64, assert_cl
 
 
 def test_out_slice_of_a_larger_buffer_is_the_only_memory_written(rng, conv2d_ref64, assert_close):
-    x, w, b = _inputs(rng, (2, 3, 9, 9), (3, 1, 3, 3), True, np.float64)
+    x, w, b = conv_inputs(rng, (2, 3, 9, 9), (3, 1, 3, 3), True, np.float64)
     buffer = np.full((4, 3, 9, 9), -7.0)
     fastconv.conv2d(x, w, b, groups=3, padding=1, algo="depthwise", out=buffer[1:3])
     assert_close(buffer[1:3], conv2d_ref64(x, w, b, groups=3, padding=1))
@@ -116,21 +102,14 @@ SPLIT_CASES = {
 }
 
 
-@pytest.fixture
-def restore_threads():
-    before = fastconv.get_num_threads()
-    yield
-    fastconv.set_num_threads(before)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("algo", ROW_BLOCK_ALGOS)
 @pytest.mark.parametrize("case", list(SPLIT_CASES))
 def test_bit_identical_for_1_and_2_threads(case, algo, dtype, rng, restore_threads):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2 to compare thread counts")
     x_shape, w_shape, options = SPLIT_CASES[case]
-    x, w, b = _inputs(rng, x_shape, w_shape, True, dtype)
+    x, w, b = conv_inputs(rng, x_shape, w_shape, True, dtype)
     results = []
     for n_threads in (1, 2):
         fastconv.set_num_threads(n_threads)
@@ -145,7 +124,7 @@ def test_row_blocks_and_chunks_do_not_change_results(case, algo, rng, monkeypatc
     # row counts, whole maps of several images per item, a single chunk or an odd number of chunks
     # all give the default's exact bits.
     x_shape, w_shape, options = SPLIT_CASES[case]
-    x, w, b = _inputs(rng, x_shape, w_shape, True, np.float32)
+    x, w, b = conv_inputs(rng, x_shape, w_shape, True, np.float32)
     default = fastconv.conv2d(x, w, b, algo=algo, **options)
     assert_close(default, conv2d_ref64(x, w, b, **options), np.float32)
     for positions in (1, 3 * 50, 10**6):  # one row; three rows of the widest case; whole maps
@@ -172,7 +151,7 @@ def test_one_compiled_specialisation_per_dtype(rng):
         a.setflags(write=False)
         return a
 
-    for dtype in DTYPES:
+    for dtype in FLOAT_DTYPES:
         x = rng.standard_normal((2, 4, 9, 10)).astype(dtype)
         wd = rng.standard_normal((4, 1, 3, 3)).astype(dtype)
         wf = rng.standard_normal((8, 4, 3, 3)).astype(dtype)
@@ -195,40 +174,14 @@ def test_one_compiled_specialisation_per_dtype(rng):
 
 
 @st.composite
-def depthwise_configs(draw):
+def depthwise_channels(draw):
+    """(groups, C_in, C_out): groups == C_in, C_out = C_in * (1..3) (a channel multiplier)."""
     channels = draw(st.integers(1, 4))
-    multiplier = draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    small = st.integers(1, 3)
-    options = dict(
-        groups=channels,
-        stride=draw(st.one_of(small, st.tuples(small, small))),
-        dilation=draw(st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2), st.integers(1, 2)))),
-        padding=draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
-                               st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
-                                         st.tuples(st.integers(0, 3), st.integers(0, 3))))),
-        padding_mode=draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
-    )
-    in_hw = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
-    try:  # keep only configurations with a non-empty output
-        conv_output_size(in_hw, (kh, kw), options["stride"], options["padding"], options["dilation"])
-    except ValueError:
-        assume(False)
-    pads = resolve_padding(in_hw, (kh, kw), options["stride"], options["padding"], options["dilation"])
-    for (p0, p1), size in zip(pads, in_hw):  # PyTorch's limits on reflect/circular padding
-        assume(not (options["padding_mode"] == "reflect" and max(p0, p1) >= size))
-        assume(not (options["padding_mode"] == "circular" and max(p0, p1) > size))
-    return dict(x_shape=(draw(st.integers(1, 3)), channels) + in_hw,
-                w_shape=(channels * multiplier, 1, kh, kw), options=options,
-                bias=draw(st.booleans()), dtype=draw(st.sampled_from(DTYPES)),
-                seed=draw(st.integers(0, 2**32 - 1)))
+    return channels, channels, channels * draw(st.integers(1, 3))
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
-@given(config=depthwise_configs())
-def test_random_depthwise_configs_match_reference(config, assert_close, conv2d_ref64):
-    rng = np.random.default_rng(config["seed"])
-    x, w, b = _inputs(rng, config["x_shape"], config["w_shape"], config["bias"], config["dtype"])
-    out = fastconv.conv2d(x, w, b, algo="depthwise", **config["options"])
-    assert_close(out, conv2d_ref64(x, w, b, **config["options"]), config["dtype"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(config=conv2d_configs(depthwise_channels()))
+def test_random_depthwise_configs_match_reference(config):
+    assert_conv2d_matches_reference(np.random.default_rng(config["seed"]), "depthwise", config["x_shape"],
+                                    config["w_shape"], config["options"], config["bias"], config["dtype"])

@@ -4,14 +4,12 @@ splits, thread counts, padding taps, specialisations) is tested in test_conv2d_d
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from conftest import FLOAT_DTYPES, assert_conv2d_matches_reference, conv2d_configs, conv_inputs
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastconv
 import fastconv.conv
-from fastconv.shapes import conv_output_size, resolve_padding
-
-DTYPES = (np.float32, np.float64)
 
 # name -> (x shape, weight shape, options)
 CASES = {
@@ -43,38 +41,25 @@ CASES = {
 }
 
 
-def _inputs(rng, x_shape, w_shape, with_bias, dtype):
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
-    return x, w, b
-
-
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", list(CASES))
-def test_matches_reference(case, dtype, with_bias, rng, conv2d_ref64, assert_close):
-    x_shape, w_shape, options = CASES[case]
-    x, w, b = _inputs(rng, x_shape, w_shape, with_bias, dtype)
-    x0, w0 = x.copy(), w.copy()
-    out = fastconv.conv2d(x, w, b, algo="first_layer", **options)
-    assert_close(out, conv2d_ref64(x, w, b, **options), dtype)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(w, w0)
+def test_matches_reference(case, dtype, with_bias, rng):
+    assert_conv2d_matches_reference(rng, "first_layer", *CASES[case], with_bias, dtype)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 5])
 def test_any_number_of_rows_per_work_item(rows, rng, monkeypatch, conv2d_ref64, assert_close):
     # Item sizes of 1, 2, 3 and 5 rows of 26 positions: odd and even blocks, a short last block.
-    x, w, b = _inputs(rng, (2, 3, 17, 24), (8, 3, 3, 3), True, np.float64)
+    x, w, b = conv_inputs(rng, (2, 3, 17, 24), (8, 3, 3, 3), True, np.float64)
     monkeypatch.setattr(fastconv.conv, "FIRST_LAYER_ITEM_POSITIONS", rows * 26)
     out = fastconv.conv2d(x, w, b, padding="same", algo="first_layer")
     assert_close(out, conv2d_ref64(x, w, b, padding="same"))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_out_argument_is_filled_and_returned(dtype, rng, conv2d_ref64, assert_close):
-    x, w, b = _inputs(rng, (2, 3, 12, 11), (13, 3, 3, 3), True, dtype)
+    x, w, b = conv_inputs(rng, (2, 3, 12, 11), (13, 3, 3, 3), True, dtype)
     out = np.full((2, 13, 6, 6), np.nan, dtype=dtype)
     result = fastconv.conv2d(x, w, b, stride=2, padding="same", algo="first_layer", out=out)
     assert result is out
@@ -82,47 +67,22 @@ def test_out_argument_is_filled_and_returned(dtype, rng, conv2d_ref64, assert_cl
 
 
 def test_auto_picks_it_for_an_rgb_stem_and_matches_explicit_choice(rng):
-    x, w, b = _inputs(rng, (2, 3, 32, 32), (16, 3, 3, 3), True, np.float32)
+    x, w, b = conv_inputs(rng, (2, 3, 32, 32), (16, 3, 3, 3), True, np.float32)
     assert fastconv.plan_conv2d(x.shape, w.shape, padding="same").algo == "first_layer"
     np.testing.assert_array_equal(fastconv.conv2d(x, w, b, padding="same"),
                                   fastconv.conv2d(x, w, b, padding="same", algo="first_layer"))
 
 
 @st.composite
-def first_layer_configs(draw):
+def first_layer_channels(draw):
+    """(groups, C_in, C_out): 1 or 2 groups of 1..4 input channels and 1, 3, 4, 5, 8 or 9 output channels
+    (full and partial blocks of four)."""
     groups = draw(st.integers(1, 2))
-    c_in = groups * draw(st.integers(1, 4))
-    c_out = groups * draw(st.sampled_from([1, 3, 4, 5, 8, 9]))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    small = st.integers(1, 3)
-    options = dict(
-        groups=groups,
-        stride=draw(st.one_of(small, st.tuples(small, small))),
-        dilation=draw(st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2), st.integers(1, 2)))),
-        padding=draw(st.one_of(st.sampled_from(["valid", "same", "full"]), st.integers(0, 3),
-                               st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
-                                         st.tuples(st.integers(0, 3), st.integers(0, 3))))),
-        padding_mode=draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
-    )
-    in_hw = (draw(st.integers(1, 12)), draw(st.integers(1, 12)))
-    try:
-        conv_output_size(in_hw, (kh, kw), options["stride"], options["padding"], options["dilation"])
-    except ValueError:
-        assume(False)
-    pads = resolve_padding(in_hw, (kh, kw), options["stride"], options["padding"], options["dilation"])
-    for (p0, p1), size in zip(pads, in_hw):
-        assume(not (options["padding_mode"] == "reflect" and max(p0, p1) >= size))
-        assume(not (options["padding_mode"] == "circular" and max(p0, p1) > size))
-    return dict(x_shape=(draw(st.integers(1, 3)), c_in) + in_hw, w_shape=(c_out, c_in // groups, kh, kw),
-                options=options, bias=draw(st.booleans()), dtype=draw(st.sampled_from(DTYPES)),
-                seed=draw(st.integers(0, 2**32 - 1)))
+    return groups, groups * draw(st.integers(1, 4)), groups * draw(st.sampled_from([1, 3, 4, 5, 8, 9]))
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
-@given(config=first_layer_configs())
-def test_random_first_layer_configs_match_reference(config, assert_close, conv2d_ref64):
-    rng = np.random.default_rng(config["seed"])
-    x, w, b = _inputs(rng, config["x_shape"], config["w_shape"], config["bias"], config["dtype"])
-    out = fastconv.conv2d(x, w, b, algo="first_layer", **config["options"])
-    assert_close(out, conv2d_ref64(x, w, b, **config["options"]), config["dtype"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(config=conv2d_configs(first_layer_channels()))
+def test_random_first_layer_configs_match_reference(config):
+    assert_conv2d_matches_reference(np.random.default_rng(config["seed"]), "first_layer", config["x_shape"],
+                                    config["w_shape"], config["options"], config["bias"], config["dtype"])

@@ -1,12 +1,13 @@
 """Thread policy helpers: small problems run serially without changing results or leaking the setting;
-small GEMMs run on one BLAS thread and restore BLAS's thread count."""
+small GEMMs run on one BLAS thread and restore BLAS's thread count; the BLAS thread-count context
+managers and the helper-thread pool."""
 
 import numba
 import numpy as np
 import pytest
 
 import fastconv
-from fastconv import blas, threads
+from fastconv import blas, threads, workers
 
 
 def test_serial_if_small_sets_and_restores_the_thread_count():
@@ -56,7 +57,38 @@ def test_blas_matmul_equals_numpy(shape):
 
 @pytest.mark.skipif(not blas.blas_available(), reason="numpy is not built with OpenBLAS here")
 def test_blas_thread_count_is_restored():
-    _, getter = blas._openblas()
-    before = getter()
+    before = blas.blas_num_threads()
     blas.matmul(np.ones((4, 4)), np.ones((4, 4)))
-    assert getter() == before
+    assert blas.blas_num_threads() == before
+
+
+def test_blas_num_threads_is_none_exactly_without_openblas():
+    assert (blas.blas_num_threads() is None) == (not blas.blas_available())
+
+
+@pytest.mark.skipif(not blas.blas_available(), reason="numpy is not built with OpenBLAS here")
+@pytest.mark.parametrize("manager", [blas.one_blas_thread, blas.single_blas_thread],
+                         ids=["one_blas_thread", "single_blas_thread"])
+def test_blas_context_managers_set_one_thread_and_restore_after_an_exception(manager):
+    before = blas.blas_num_threads()
+    with pytest.raises(RuntimeError, match="boom"):
+        with manager():
+            assert blas.blas_num_threads() == 1
+            raise RuntimeError("boom")
+    assert blas.blas_num_threads() == before
+
+
+@pytest.mark.skipif(not blas.blas_available(), reason="numpy is not built with OpenBLAS here")
+def test_one_blas_thread_is_reference_counted():
+    before = blas.blas_num_threads()
+    with blas.one_blas_thread():
+        with blas.one_blas_thread():  # nested, as concurrent callers: the inner exit keeps one thread
+            assert blas.blas_num_threads() == 1
+        assert blas.blas_num_threads() == 1
+    assert blas.blas_num_threads() == before
+
+
+def test_workers_executor_is_one_pool_per_process():
+    pool = workers.executor()
+    assert workers.executor() is pool
+    assert pool.submit(lambda: 42).result() == 42

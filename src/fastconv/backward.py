@@ -30,16 +30,16 @@ from ._kernels.backward_conv import bias_grad, fold_batch_inner, grad_weight_row
 from ._kernels.im2col import to_batch_inner, unfold_batch_inner
 from ._kernels.backward_conv_gemm import gemm
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
-from ._validate import as_kernel_array, check_array, check_choice, check_output_mask, common_dtype, is_int
+from ._validate import as_kernel_array, check_array, check_output_mask, common_dtype, is_int
 from .conv import conv2d, conv2d_problem
-from .blas import _LOCK as _BLAS_LOCK
-from .blas import _openblas
-from .conv_transpose import _executor, _one_blas_thread, conv_transpose2d, conv_transpose2d_problem
+from .blas import one_blas_thread, single_blas_thread
+from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
-from .pool import (_adaptive_size, _check_flag, _check_spatial, _paper_level_bins, _spp_levels, _window_args,
-                   SPP_MODES, SPP_RULES, adaptive_max_pool2d, max_pool2d)
+from .pool import adaptive_max_pool2d, max_pool2d
+from .pool_args import adaptive_size, check_flag, check_spatial, paper_level_bins, spp_args, window_args
 from .shapes import adaptive_bins
 from .threads import SERIAL_ELEMENTS, SERIAL_MACS, serial_if_small
+from .workers import executor
 
 # Band GEMMs (conv gradients): a band's columns stay under this many bytes, so the GEMM reads them from
 # the cache right after the unfold wrote them (one image row at least).
@@ -281,7 +281,7 @@ class _Buffers:
 
 def _run_tasks(tasks):
     """Run every unit of every task; units are handed out dynamically to ``fastconv.get_num_threads()``
-    threads (the caller and the helper threads of ``conv_transpose2d``'s pool) when the work is large,
+    threads (the caller and the helper threads of ``fastconv.workers.executor``) when the work is large,
     else all on the calling thread. Each unit writes memory no other unit touches and computes it the same
     way on any thread (BLAS on one thread per call), so results are bit-identical for any thread count."""
     items = [(task, unit) for task in tasks for unit in range(task.units)]
@@ -298,11 +298,11 @@ def _run_tasks(tasks):
             task, unit = items[i]
             task.run(unit, buffers)
 
-    with _one_blas_thread():
+    with one_blas_thread():
         if threads == 1:
             worker()
             return
-        helpers = [_executor().submit(worker) for _ in range(threads - 1)]
+        helpers = [executor().submit(worker) for _ in range(threads - 1)]
         try:
             worker()
         finally:
@@ -354,31 +354,6 @@ def _use_batch_inner(problem, weight_shape):
     return problem.batch_inner_fits() and cg * (c_out // problem.groups) > GRAD_WEIGHT_DIRECT_MAX_CHANNELS
 
 
-class _single_blas_thread:
-    """OpenBLAS on one thread for a short serial section, holding ``fastconv.blas``'s lock meanwhile (the
-    protocol of ``blas.matmul``): ~1 us instead of ~5 us for the reference-counted ``_one_blas_thread``,
-    which the threaded paths use. Without OpenBLAS a no-op."""
-
-    __slots__ = ("previous",)
-
-    def __enter__(self):
-        handles = _openblas()
-        self.previous = None
-        if handles is not None:
-            _BLAS_LOCK.acquire()
-            self.previous = handles[1]()
-            if self.previous != 1:
-                handles[0](1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            if self.previous != 1:
-                _openblas()[0](self.previous)
-            _BLAS_LOCK.release()
-        return False
-
-
 def _conv_grads_batch_inner(x, g, weight, problem, padding_mode, dtype, want_x, want_w, want_b):
     """(grad_x, grad_weight, grad_bias) for tiny feature maps, on the calling thread, batch innermost.
 
@@ -399,7 +374,7 @@ def _conv_grads_batch_inner(x, g, weight, problem, padding_mode, dtype, want_x, 
     to_batch_inner_sums(as_kernel_array(g, dtype), gb.reshape(c_out, oh, ow, n_batch), bias)
     gx = gw = None
     zeros = padding_mode == "zeros"
-    with _single_blas_thread():
+    with single_blas_thread():
         if want_w:
             xb = np.empty((c_in, ih + top + bottom, iw + left + right, n_batch), dtype=dtype)
             if zeros:
@@ -755,7 +730,7 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
            [ 0.,  0.,  0.]])
     """
     fn = "max_pool2d_backward"
-    _, _, _, _, out_shape = _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode)
+    _, _, _, _, out_shape = window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad_out(fn, grad_out, out_shape, f"max_pool2d of x {x.shape}")
     dtype = common_dtype(grad_out, x)
     if indices is None:
@@ -786,10 +761,10 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
            [1., 3., 2.]])
     """
     fn = "avg_pool2d_backward"
-    k_hw, s_hw, _, pads, out_shape = _window_args(fn, x, kernel_size, stride, padding, 1, ceil_mode)
+    k_hw, s_hw, _, pads, out_shape = window_args(fn, x, kernel_size, stride, padding, 1, ceil_mode)
     if count_include_pad is None:
         count_include_pad = not isinstance(padding, str)
-    count_include_pad = _check_flag(fn, "count_include_pad", count_include_pad)
+    count_include_pad = check_flag(fn, "count_include_pad", count_include_pad)
     if divisor_override is not None:
         if not is_int(divisor_override):
             raise TypeError(f"{fn}: divisor_override must be an int or None, got {divisor_override!r}")
@@ -815,8 +790,8 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
 
 def _adaptive_backward_common(fn, grad_out, x, output_size):
     check_array(fn, "x", x, 4)
-    _check_spatial(fn, x)
-    oh, ow = _adaptive_size(fn, output_size, x.shape[2:])
+    check_spatial(fn, x)
+    oh, ow = adaptive_size(fn, output_size, x.shape[2:])
     _check_grad_out(fn, grad_out, x.shape[:2] + (oh, ow), f"{fn[:-9]} of x {x.shape}")
     return (oh, ow), common_dtype(grad_out, x)
 
@@ -878,11 +853,7 @@ def spatial_pyramid_pool2d_backward(grad_out, x, levels=(1, 2, 4), mode="max", *
            [30., 41.]])
     """
     fn = "spatial_pyramid_pool2d_backward"
-    check_array(fn, "x", x, 4)
-    _check_spatial(fn, x)
-    pairs = _spp_levels(fn, levels)
-    check_choice(fn, "mode", mode, SPP_MODES)
-    check_choice(fn, "rule", rule, SPP_RULES)
+    pairs = spp_args(fn, x, levels, mode, rule)
     n_batch, c_in, ih, iw = x.shape
     _check_grad_out(fn, grad_out, (n_batch, c_in * sum(lh * lw for lh, lw in pairs)),
                     f"spatial_pyramid_pool2d of x {x.shape} with levels {tuple(pairs)}")
@@ -931,5 +902,5 @@ def _spp_tables(pairs, channels, ih, iw, rule):
 
 def _spp_level_bins(fn, pair, in_hw, rule):
     if rule == "paper":
-        return _paper_level_bins(fn, pair, in_hw)
+        return paper_level_bins(fn, pair, in_hw)
     return adaptive_bins(in_hw[0], pair[0]), adaptive_bins(in_hw[1], pair[1])

@@ -7,12 +7,8 @@ the col2im runner (work items, helper threads, one BLAS thread per item). Kernel
 Formulas: ``fastconv/shapes.py`` ("Transposed convolution") and docs/conv_transpose.md.
 """
 
-import contextlib
 import functools
 import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -23,10 +19,10 @@ from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpo
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
-from .blas import _LOCK as _BLAS_LOCK
-from .blas import _openblas
+from .blas import one_blas_thread
 from .shapes import transpose_geometry_2d
 from .threads import serial_if_small
+from .workers import executor
 
 # ---------------------------------------------------------------------------------------------------
 # Problem
@@ -526,54 +522,6 @@ def pack_col2im_weights(weight, split, groups, dtype):
     return packed
 
 
-_POOL = None
-_POOL_PID = None
-_POOL_LOCK = threading.Lock()
-
-
-def _executor():
-    """The process's helper threads for col2im work items (recreated after a fork)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_PID != os.getpid():
-            _POOL = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
-                                       thread_name_prefix="fastconv-col2im")
-            _POOL_PID = os.getpid()
-        return _POOL
-
-
-_BLAS_USERS = 0
-_BLAS_SAVED = None
-_BLAS_GUARD = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """OpenBLAS on one thread while any col2im call runs (each work item's GEMM runs on its own thread;
-    a multithreaded GEMM would fight the other workers for the cores). Process-wide, reference-counted
-    across concurrent calls, restored by the last one out; without OpenBLAS a no-op."""
-    global _BLAS_USERS, _BLAS_SAVED
-    handles = _openblas()
-    if handles is None:
-        yield
-        return
-    setter, getter = handles
-    with _BLAS_GUARD:
-        if _BLAS_USERS == 0:
-            with _BLAS_LOCK:
-                _BLAS_SAVED = getter()
-                setter(1)
-        _BLAS_USERS += 1
-    try:
-        yield
-    finally:
-        with _BLAS_GUARD:
-            _BLAS_USERS -= 1
-            if _BLAS_USERS == 0:
-                with _BLAS_LOCK:
-                    setter(_BLAS_SAVED)
-
-
 def _as_blas_operand(arr, dtype):
     """``arr`` itself when it is C-contiguous in ``dtype`` (read-only is fine: only BLAS reads it), else a
     C-contiguous copy from the caching pool."""
@@ -654,8 +602,8 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
             item = next(counter)
 
     threads = min(numba.get_num_threads(), split.items)
-    with _one_blas_thread():
-        helpers = [_executor().submit(worker) for _ in range(threads - 1)]
+    with one_blas_thread():
+        helpers = [executor().submit(worker) for _ in range(threads - 1)]
         try:
             worker()
         finally:

@@ -22,22 +22,14 @@ from ._kernels.pool import (
     pool2x2_kernel,
     window_pool2d_kernel,
 )
-from ._validate import as_kernel_array, as_pair, check_array, check_choice, check_out, is_int
-from .shapes import adaptive_bins, paper_bin_count, paper_bins, paper_window_stride, pool_geometry_2d
+from ._validate import as_kernel_array, check_array, check_out, is_int
+from .pool_args import adaptive_size, check_flag, check_spatial, paper_level_bins, spp_args, window_args
+from .shapes import adaptive_bins
 from .threads import SERIAL_ELEMENTS, serial_if_small
 
-SPP_MODES = ("max", "avg")
-SPP_RULES = ("adaptive", "paper")
 TASKS_PER_THREAD = 4  # windowed pools split plane rows until there are this many tasks per thread
 # bin_max_lanes_kernel's per-thread buffers (LANES x bands x W cells each) stay below this many cells.
 LANES_MAX_CELLS = 16384
-
-
-def _check_flag(fn, name, value):
-    """A bool (Python or numpy); TypeError otherwise (0/1 or strings are not silently accepted)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{fn}: {name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _row_blocks(planes, out_rows):
@@ -134,18 +126,6 @@ def _is_full_2x2(k_hw, s_hw, d_hw, top, left, x_shape, out_shape):
             and 2 * out_shape[2] <= x_shape[2] and 2 * out_shape[3] <= x_shape[3])
 
 
-def _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
-    """Validate and canonicalise the windowed-pool arguments -> (k_hw, s_hw, d_hw, pads, out_shape)."""
-    check_array(fn, "x", x, 4)
-    k_hw = as_pair(fn, "kernel_size", kernel_size, 1)
-    s_hw = k_hw if stride is None else as_pair(fn, "stride", stride, 1)
-    d_hw = as_pair(fn, "dilation", dilation, 1)
-    ceil_mode = _check_flag(fn, "ceil_mode", ceil_mode)
-    n_batch, c_in, ih, iw = x.shape
-    pads, out_hw = pool_geometry_2d(fn, (ih, iw), k_hw, s_hw, d_hw, padding, ceil_mode)
-    return k_hw, s_hw, d_hw, pads, (n_batch, c_in) + out_hw
-
-
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
                out=None):
     """2-D max pooling of (N, C, H, W) arrays (``torch.nn.functional.max_pool2d``).
@@ -185,8 +165,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
            [13., 15.]], dtype=float32)
     """
     fn = "max_pool2d"
-    k_hw, s_hw, d_hw, pads, out_shape = _window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode)
-    return_indices = _check_flag(fn, "return_indices", return_indices)
+    k_hw, s_hw, d_hw, pads, out_shape = window_args(fn, x, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = check_flag(fn, "return_indices", return_indices)
     out = check_out(fn, out, out_shape, x.dtype, (x,))
     indices = np.empty(out_shape, dtype=np.int64) if return_indices else None
     if out.size and return_indices:
@@ -233,10 +213,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
            [10.5, 12.5]], dtype=float32)
     """
     fn = "avg_pool2d"
-    k_hw, s_hw, _, pads, out_shape = _window_args(fn, x, kernel_size, stride, padding, 1, ceil_mode)
+    k_hw, s_hw, _, pads, out_shape = window_args(fn, x, kernel_size, stride, padding, 1, ceil_mode)
     if count_include_pad is None:
         count_include_pad = not isinstance(padding, str)
-    count_include_pad = _check_flag(fn, "count_include_pad", count_include_pad)
+    count_include_pad = check_flag(fn, "count_include_pad", count_include_pad)
     divisor = 0
     if divisor_override is not None:
         if not is_int(divisor_override):
@@ -362,10 +342,10 @@ def _run_bins_lanes(x, level_bins, out):
 @functools.lru_cache(maxsize=256)
 def _level_bins(fn, rule, pairs, in_hw):
     """``((row_bins, col_bins), ...)`` (tuples of ``(start, end)``) of each ``(l_h, l_w)`` level over an
-    input of size ``in_hw`` under ``rule`` ("adaptive" or "paper"; ValueError as :func:`_paper_level_bins`).
+    input of size ``in_hw`` under ``rule`` ("adaptive" or "paper"; ValueError as :func:`paper_level_bins`).
     Cached: SPP and adaptive pooling are called with the same sizes over and over."""
     if rule == "paper":
-        level_bins = [_paper_level_bins(fn, level, in_hw) for level in pairs]
+        level_bins = [paper_level_bins(fn, level, in_hw) for level in pairs]
     else:
         level_bins = [(adaptive_bins(in_hw[0], lh), adaptive_bins(in_hw[1], lw)) for lh, lw in pairs]
     return tuple((tuple(rb), tuple(cb)) for rb, cb in level_bins)
@@ -393,27 +373,11 @@ def _run_bins_kernels(x, level_bins, mode, out, indices=None):
     kernel(xk, row_bins, col_bins, row_level, levels, out, blocks)
 
 
-def _check_spatial(fn, x):
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"{fn}: x must have height and width >= 1, got shape {x.shape}")
-
-
-def _adaptive_size(fn, output_size, in_hw):
-    """``output_size`` int or pair (an entry None keeps that input size) -> (OH, OW) ints >= 1."""
-    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        pair = tuple(in_hw[i] if v is None else v for i, v in enumerate(output_size))
-    else:
-        pair = output_size
-    if not (is_int(pair) or (isinstance(pair, tuple) and all(is_int(v) for v in pair))):
-        raise TypeError(f"{fn}: output_size must be an int or a pair of ints or None, got {output_size!r}")
-    return as_pair(fn, "output_size", pair, 1)
-
-
 def _adaptive(fn, x, output_size, mode, return_indices, out):
     check_array(fn, "x", x, 4)
-    _check_spatial(fn, x)
-    oh, ow = _adaptive_size(fn, output_size, x.shape[2:])
-    return_indices = _check_flag(fn, "return_indices", return_indices)
+    check_spatial(fn, x)
+    oh, ow = adaptive_size(fn, output_size, x.shape[2:])
+    return_indices = check_flag(fn, "return_indices", return_indices)
     n_batch, c_in, ih, iw = x.shape
     out = check_out(fn, out, (n_batch, c_in, oh, ow), x.dtype, (x,))
     indices = np.empty(out.shape, dtype=np.int64) if return_indices else None
@@ -465,33 +429,6 @@ def adaptive_avg_pool2d(x, output_size, *, out=None):
     return _adaptive("adaptive_avg_pool2d", x, output_size, "avg", False, out)
 
 
-def _spp_levels(fn, levels):
-    """``levels`` -> tuple of (l_h, l_w) int pairs >= 1; TypeError / ValueError for bad input."""
-    if is_int(levels) or not isinstance(levels, (tuple, list)):
-        raise TypeError(
-            f"{fn}: levels must be a sequence of ints or (h, w) pairs, got {levels!r}; e.g. levels=(1, 2, 4)"
-        )
-    if len(levels) == 0:
-        raise ValueError(f"{fn}: levels must be non-empty, got {levels!r}; e.g. levels=(1, 2, 4)")
-    return tuple(as_pair(fn, "levels", level, 1) for level in levels)
-
-
-def _paper_level_bins(fn, level, in_hw):
-    """Bins of one level under the paper rule, or ValueError when it does not give exactly l bins."""
-    result = []
-    for axis, a, n in zip(("height", "width"), in_hw, level):
-        count = paper_bin_count(a, n)
-        if count != n:
-            window, stride = paper_window_stride(a, n)
-            raise ValueError(
-                f"{fn}: levels entry {level} gives {count} bins instead of {n} along {axis} with rule='paper' "
-                f"for input size {tuple(in_hw)} (window ceil({a}/{n}) = {window}, stride floor({a}/{n}) = "
-                f"{stride}); use rule='adaptive', which always gives exactly {n}"
-            )
-        result.append(paper_bins(a, n))
-    return tuple(result)
-
-
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, rule="adaptive", out=None):
     """Spatial pyramid pooling (He et al. 2014): a fixed-length (N, C * sum(l_h * l_w)) vector per image.
 
@@ -519,11 +456,7 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, rule="adaptive", 
     array([[15.,  5.,  7., 13., 15.]], dtype=float32)
     """
     fn = "spatial_pyramid_pool2d"
-    check_array(fn, "x", x, 4)
-    _check_spatial(fn, x)
-    pairs = _spp_levels(fn, levels)
-    check_choice(fn, "mode", mode, SPP_MODES)
-    check_choice(fn, "rule", rule, SPP_RULES)
+    pairs = spp_args(fn, x, levels, mode, rule)
     n_batch, c_in, ih, iw = x.shape
     level_bins = _level_bins(fn, rule, pairs, (ih, iw))
     out = check_out(fn, out, (n_batch, c_in * sum(lh * lw for lh, lw in pairs)), x.dtype, (x,))

@@ -53,6 +53,44 @@ inline = numba.njit(inline="always")
 
 
 @inline
+def item_counts(n_batch, c_in, n_groups, oh, sh, sw, rows_per_item, img_rows, images_per_item, row_len):
+    """The work-item split of a call: ``(n_blocks, plane_len, n_planes, n_items)``.
+
+    ``n_blocks`` row blocks of ``rows_per_item`` output rows per image block, ``n_items`` = image blocks
+    (``images_per_item`` images each) x groups x row blocks; a buffer is ``n_planes`` planes of
+    ``plane_len`` values (the phase planes of the group's channels, then the zero plane).
+    """
+    n_blocks = (oh + rows_per_item - 1) // rows_per_item
+    n_image_blocks = (n_batch + images_per_item - 1) // images_per_item
+    plane_len = images_per_item * img_rows * row_len
+    n_planes = c_in // n_groups * sh * sw + 1  # phase planes + the zero plane
+    return n_blocks, plane_len, n_planes, n_image_blocks * n_groups * n_blocks
+
+
+@inline
+def load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len, n_blocks, sh, sw, top, left,
+              row_len, rows_per_item, img_rows, images_per_item):
+    """Decode work ``item`` (row block fastest, then group, then image block; counts from
+    :func:`item_counts`) and gather its input rows into the phase planes of ``buf`` (:func:`gather_rows`,
+    one image after the other). Returns ``(g, n0, n_img, oy0, rows, npos)``: the group, the first image and
+    the number of images, the first output row and the number of rows, and the number of local positions
+    ``((n_img - 1) * img_rows + rows) * row_len`` the item computes.
+    """
+    c_per_group = c_in // n_groups
+    blk = item % n_blocks
+    g = (item // n_blocks) % n_groups
+    n0 = item // (n_blocks * n_groups) * images_per_item
+    n_img = min(images_per_item, n_batch - n0)
+    oy0 = blk * rows_per_item
+    rows = min(rows_per_item, oh - oy0)
+    npos = ((n_img - 1) * img_rows + rows) * row_len
+    for k in range(n_img):
+        gather_rows(xf, ((n0 + k) * c_in + g * c_per_group) * ih * iw, c_per_group, ih, iw, buf,
+                    plane_len, k * img_rows, img_rows, oy0, sh, sw, top, left, row_len)
+    return g, n0, n_img, oy0, rows, npos
+
+
+@inline
 def gather_rows(xf, x0, c_count, ih, iw, buf, plane_len, row0, n_rows, oy0, sh, sw, top, left, row_len):
     """Fill rows ``row0 .. row0 + n_rows - 1`` of the phase planes of ``buf`` for one image of a work item
     (layout in the module docstring): local row ``row0 + i`` of phase ``(a, b)`` holds padded input row

@@ -28,7 +28,8 @@ import numpy as np
 from numba import prange
 
 from .._jit import parallel_kernel
-from .conv_direct_local import TAP_GROUP, VECTOR_BYTES, dot9, gather_rows, inline, load9, tap_starts, weights9
+from .conv_direct_local import (TAP_GROUP, VECTOR_BYTES, dot9, inline, item_counts, load9, load_item,
+                                tap_starts, weights9)
 
 OB = 4  # output channels per pass
 
@@ -67,13 +68,9 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
     n_batch, c_in, ih, iw = x.shape
     n_groups, n_oblocks, n_taps = wpk.shape[0], wpk.shape[1], wpk.shape[2]
     c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    c_per_group = c_in // n_groups
     o_per_group = c_out // n_groups
-    n_blocks = (oh + rows_per_item - 1) // rows_per_item
-    n_image_blocks = (n_batch + images_per_item - 1) // images_per_item
-    plane_len = images_per_item * img_rows * row_len
-    n_planes = c_per_group * sh * sw + 1  # phase planes + the zero plane
-    n_items = n_image_blocks * n_groups * n_blocks
+    n_blocks, plane_len, n_planes, n_items = item_counts(n_batch, c_in, n_groups, oh, sh, sw, rows_per_item,
+                                                         img_rows, images_per_item, row_len)
     last = n_taps - TAP_GROUP
     rows_are_vectors = ow * out.itemsize % VECTOR_BYTES == 0  # no scalar remainder in a row loop
     stride = plane_len  # between the accumulator planes of the four channels
@@ -85,16 +82,9 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
         buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
         acc = np.empty(OB * stride, dtype=out.dtype)
         for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
-            blk = item % n_blocks
-            g = (item // n_blocks) % n_groups
-            n0 = item // (n_blocks * n_groups) * images_per_item
-            n_img = min(images_per_item, n_batch - n0)
-            oy0 = blk * rows_per_item
-            rows = min(rows_per_item, oh - oy0)
-            npos = ((n_img - 1) * img_rows + rows) * row_len
-            for k in range(n_img):
-                gather_rows(xf, ((n0 + k) * c_in + g * c_per_group) * ih * iw, c_per_group, ih, iw, buf,
-                            plane_len, k * img_rows, img_rows, oy0, sh, sw, top, left, row_len)
+            g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
+                                                      n_blocks, sh, sw, top, left, row_len, rows_per_item,
+                                                      img_rows, images_per_item)
             for ob in range(n_oblocks):
                 o = g * o_per_group + ob * OB
                 n_valid = min(OB, o_per_group - ob * OB)
