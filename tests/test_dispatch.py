@@ -12,8 +12,8 @@ SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each ru
     "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "first_layer"),
     "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "im2col"),
-    "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "im2col"),
-    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "im2col"),
+    "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
+    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "direct"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
     "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "first_layer"),
@@ -37,7 +37,10 @@ def test_l1_goes_to_the_first_layer_kernel_by_the_taps_rule():
 def test_reasons_name_the_rule():
     many = dispatch.FIRST_LAYER_MAX_TAPS // 9 + 1  # channels giving more 3x3 taps than the first-layer rule
     assert "stride" in fastconv.plan_conv2d((1, many, 32, 32), (8, many, 3, 3), stride=2).reason
-    assert "small output maps" in fastconv.plan_conv2d((1, many, 16, 16), (8, many, 3, 3), padding=1).reason
+    assert "weights per output position" in fastconv.plan_conv2d((1, 256, 14, 14), (256, 256, 3, 3),
+                                                                 padding=1).reason
+    assert "tiny maps" in fastconv.plan_conv2d((32, 16, 4, 4), (32, 16, 3, 3), padding=1).reason
+    assert "direct" in fastconv.plan_conv2d((8, many, 16, 16), (8, many, 3, 3), padding=1).reason
     assert "depthwise" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 3, 3), groups=8).reason
     assert "taps" in fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 3, 3)).reason
     assert "GEMM" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 8, 1, 1)).reason
@@ -64,12 +67,17 @@ def test_first_layer_rule_boundary_on_taps():
     assert fastconv.plan_conv2d((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).algo == "im2col"
 
 
-def test_small_maps_boundary():
-    many = dispatch.FIRST_LAYER_MAX_TAPS // 9 + 1
-    side = int(np.sqrt(dispatch.IM2COL_MAX_POSITIONS))
-    at = fastconv.plan_conv2d((1, many, side, side), (8, many, 3, 3), padding="same")
-    above = fastconv.plan_conv2d((1, many, side + 1, side + 1), (8, many, 3, 3), padding="same")
-    assert (at.algo, above.algo) == ("im2col", "direct")
+def test_weights_per_position_boundary():
+    # (O/g) * taps / (N * OH * OW) = 64 * 576 / (N * 14 * 14): N = 1 -> 188, above with 1 -> 0.98 * 192.
+    limit = dispatch.DIRECT_MAX_WEIGHTS_PER_POSITION
+    o_per_group, taps = 64, 64 * 9
+    side = int(np.sqrt(o_per_group * taps / limit))  # positions at or just above o * taps / limit
+    at = fastconv.plan_conv2d((1, 64, side + 1, side + 1), (o_per_group, 64, 3, 3), padding="same")
+    above = fastconv.plan_conv2d((1, 64, side - 1, side - 1), (o_per_group, 64, 3, 3), padding="same")
+    assert o_per_group * taps / (side + 1) ** 2 <= limit < o_per_group * taps / (side - 1) ** 2
+    assert (at.algo, above.algo) == ("direct", "im2col")
+    # the batch counts: the same layer with 8 images has 8x the positions
+    assert fastconv.plan_conv2d((8, 64, side - 1, side - 1), (64, 64, 3, 3), padding="same").algo == "direct"
 
 
 def test_pointwise_rule_comes_first():
@@ -105,4 +113,7 @@ def test_digits_cnn_convs_tiny_maps_with_many_taps_go_to_im2col():
     first = fastconv.plan_conv2d((32, 1, 8, 8), (16, 1, 3, 3), padding=1)
     second = fastconv.plan_conv2d((32, 16, 4, 4), (32, 16, 3, 3), padding=1)
     assert first.algo == "first_layer"  # 9 taps
-    assert second.algo == "im2col"  # 144 taps on 16 positions
+    assert second.algo == "im2col"  # 144 taps on 4x4 maps: the batch-innermost GEMM
+    # More channels and images on 4x4 maps are no longer a small problem: the direct kernel
+    # (32 * 576 / (64 * 16) = 18 weights per position).
+    assert fastconv.plan_conv2d((64, 64, 4, 4), (32, 64, 3, 3), padding=1).algo == "direct"

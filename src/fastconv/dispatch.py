@@ -50,21 +50,19 @@ DIRECT_CHUNK_TAPS = 288
 DEPTHWISE_MAX_CHANNELS = 3
 
 # Up to this many taps per output (C/groups * kH * kW), the first-layer kernel (local row blocks, 4
-# output channels per pass) beats the direct kernel, and im2col, whose GEMM is short in that
-# dimension. One thread, GFLOP/s: L1 (27 taps) 60 vs direct 26, im2col ~15 (2 threads: 28-33);
-# 8 channels 3x3 (72 taps) 62 vs 42; 16 channels (144 taps) 59 vs 48; 32 channels (288 taps) 61 vs 54
-# and at 2 threads im2col 69 vs 55: the crossover lies between 144 and 288 taps.
-FIRST_LAYER_MAX_TAPS = 144
-# ... except on tiny maps with many taps, where the batch-folded im2col GEMM wins: the digits CNN's second
-# conv, (32, 16, 4, 4) -> 32 (144 taps, 16 positions), one thread: im2col 275 vs first_layer 352 us, while
-# its first conv (9 taps, 64 positions) stays first_layer: 82 vs im2col 126 us.
-FIRST_LAYER_TINY_MAP_POSITIONS = 64
-FIRST_LAYER_TINY_MAP_MAX_TAPS = 32
+# output channels per pass) beats the register-blocked direct kernel and im2col. 2 threads, float32
+# GFLOP/s, first_layer vs direct vs im2col: L1 (27 taps) 51 vs 43 vs 35; L8 (25) 30 vs 22 vs 18;
+# (8, 4, 56, 56) -> 32 (36 taps) 31 vs 22 vs 25; (8, 8, 56, 56) -> 32 (72) 39 vs 31 vs 30; but
+# (8, 16, 56, 56) -> 32 (144) 42 vs 46 and (32, 16, 8, 8) -> 32 (144) 23 vs 26.
+FIRST_LAYER_MAX_TAPS = 72
 
-# At or below this many output positions per image, im2col's GEMMs are efficient and the direct kernel
-# wastes its padding columns: L5 (14x14): im2col 108.8-119.8 vs direct 77.7-105.5 GFLOP/s; L4 (28x28):
-# im2col 85.4-116.9 vs direct 80.7-114.5. L2 (56x56) stays direct: 79.0-114.8 vs 55.4-62.1.
-IM2COL_MAX_POSITIONS = 1024
+# The direct kernel re-reads each 4-channel block's packed weights once per tile of positions, so
+# when the weights are large against the positions (per group: (O/g) * taps weights per output
+# position above this), im2col's GEMM, which streams them better, wins. 2 threads, float32 GFLOP/s,
+# direct vs im2col (weights per position): L5 (32, 256, 14, 14) 129 vs 106 (94); (1, 128, 28, 28) 67
+# vs 62 (188); (32, 256, 7, 7) 74 vs 121 (376); (4, 256, 14, 14) 56 vs 103 (752); (32, 512, 7, 7) 89
+# vs 117 (1505); (32, 128, 7, 7) 56 vs 61 (94, a tie).
+DIRECT_MAX_WEIGHTS_PER_POSITION = 192
 
 # Local positions (output rows x padded row length) per work item of the depthwise kernel: a 56x56 map
 # (row length 58) is one item per plane, larger maps are split into row blocks.
@@ -153,16 +151,20 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
     taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
-    positions = problem.out_hw[0] * problem.out_hw[1]
-    tiny_many_taps = positions <= FIRST_LAYER_TINY_MAP_POSITIONS and taps > FIRST_LAYER_TINY_MAP_MAX_TAPS
-    if taps <= FIRST_LAYER_MAX_TAPS and not tiny_many_taps:
+    if taps <= FIRST_LAYER_MAX_TAPS:
         return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_MAX_TAPS}): the first-layer kernel, "
-                               "4 output channels per pass (L1: 60 vs direct 26 GFLOP/s, 1 thread)")
+                               "4 output channels per pass (L1: 51 vs direct 43 GFLOP/s)")
     if problem.stride != (1, 1):
-        return "im2col", "stride > 1: im2col reads only the strided windows (L3: 79-94 vs 64-81 GFLOP/s)"
-    if positions <= IM2COL_MAX_POSITIONS:
-        return "im2col", f"small output maps ({positions} <= {IM2COL_MAX_POSITIONS} positions): GEMM-friendly"
-    return "direct", "large stride-1 maps with many taps: the register-blocked direct kernel"
+        return "im2col", "stride > 1: im2col reads only the strided windows (L3: 89 vs direct 71 GFLOP/s)"
+    if problem.batch_inner_fits() and problem.n_batch > 1:
+        return "im2col", ("tiny maps on a small problem: one batch-innermost GEMM (digits conv2: 136 vs "
+                          "direct 204 us)")
+    positions = problem.n_batch * problem.out_hw[0] * problem.out_hw[1]
+    weights_per_position = o_per_group * taps / positions
+    if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
+        return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
+                          f"{DIRECT_MAX_WEIGHTS_PER_POSITION}): the GEMM streams the large weights better")
+    return "direct", "stride-1 with many taps: the register-blocked direct kernel (L2: 109 vs im2col 71 GFLOP/s)"
 
 
 def measure_key(problem):
