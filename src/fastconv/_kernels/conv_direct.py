@@ -48,21 +48,26 @@ MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (768
 
 
 @intrinsic
-def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, p, wf, acc, a0, resume):
-    """``acc[i, a0 + v * L + l] = (acc[i, a0 + v * L + l] if resume else 0) + sum_t wf[t * MR + i] *
+def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, p, wf, acc, a0, resume, of, o_base, o_stride, bias, b0,
+                    n_rows):
+    """``s[i, v * L + l] = (acc[i, a0 + v * L + l] if resume else 0) + sum_t wf[t * MR + i] *
     xf[starts[t] + p + v * L + l]`` for i < MR, v < NV, l < L lanes and taps t in ``[t_lo, t_hi)`` in
     order (fused multiply-adds); the 12 accumulators stay in registers for the whole tap loop.
 
-    ``xf``, ``wf`` flat and ``acc`` 2-D C-contiguous arrays of one float dtype, ``starts`` int64,
-    ``resume`` a bool; every index in range (no checks).
+    Then, with ``o_base < 0``: ``acc[i, a0 + ...] = s[i, ...]``; else the finished sums go straight to
+    the output, ``of[o_base + i * o_stride + v * L + l] = s[i, v * L + l] + bias[b0 + i]`` for
+    ``i < n_rows`` (a micro-tile inside one output row: no round trip through ``acc``).
+
+    ``xf``, ``wf``, ``of``, ``bias`` flat and ``acc`` 2-D C-contiguous arrays of one float dtype,
+    ``starts`` int64, ``resume`` a bool; every index in range (no checks).
     """
-    if not (float_array(xf) and float_array(wf) and float_array(acc) and acc.ndim == 2
-            and xf.dtype == wf.dtype == acc.dtype):
+    if not (float_array(xf) and float_array(wf) and float_array(acc) and acc.ndim == 2 and float_array(of)
+            and float_array(bias) and xf.dtype == wf.dtype == acc.dtype == of.dtype == bias.dtype):
         return None
     vt = Vec(xf.dtype)
 
     def codegen(context, builder, sig, args):
-        xf_v, starts_v, lo_v, hi_v, p_v, wf_v, acc_v, a0_v, resume_v = args
+        xf_v, starts_v, lo_v, hi_v, p_v, wf_v, acc_v, a0_v, resume_v, of_v, ob_v, os_v, bias_v, b0_v, nr_v = args
         lanes, bits = vt.lanes, xf.dtype.bitwidth
         align = bits // 8
         vty = ir.VectorType(context.get_value_type(xf.dtype), lanes)
@@ -96,11 +101,26 @@ def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, p, wf, acc, a0, resume):
                                             undef, splat)
                 for v in range(NV):
                     builder.store(builder.call(fma, [wv, xs[v], builder.load(accs[i][v])]), accs[i][v])
-        for i in range(MR):
-            for v in range(NV):
-                builder.store(builder.load(accs[i][v]), acc_pointer(i, v), align=align)
+        to_out = builder.icmp_signed(">=", ob_v, ir.Constant(ob_v.type, 0))
+        with builder.if_else(to_out) as (then, otherwise):
+            with then:
+                for i in range(MR):
+                    with builder.if_then(builder.icmp_signed(">", nr_v, ir.Constant(nr_v.type, i))):
+                        b = builder.load(address(context, builder, sig.args[12], bias_v,
+                                                 builder.add(b0_v, ir.Constant(i64, i))))
+                        bv = builder.shuffle_vector(builder.insert_element(undef, b, ir.Constant(ir.IntType(32), 0)),
+                                                    undef, splat)
+                        row0 = builder.add(ob_v, builder.mul(os_v, ir.Constant(i64, i)))
+                        for v in range(NV):
+                            ptr = vector_pointer(context, builder, sig.args[9], of_v,
+                                                 builder.add(row0, ir.Constant(i64, v * lanes)), lanes)
+                            builder.store(builder.fadd(builder.load(accs[i][v]), bv), ptr, align=align)
+            with otherwise:
+                for i in range(MR):
+                    for v in range(NV):
+                        builder.store(builder.load(accs[i][v]), acc_pointer(i, v), align=align)
         return context.get_dummy_value()
-    return types.void(xf, starts, t_lo, t_hi, p, wf, acc, a0, resume), codegen
+    return types.void(xf, starts, t_lo, t_hi, p, wf, acc, a0, resume, of, o_base, o_stride, bias, b0, n_rows), codegen
 
 
 @kernel
@@ -127,11 +147,25 @@ def _store_tile(acc, out, bias, o_first, n_rows, p0, plen, row_len, rows):
 
 
 @kernel
-def _store_micro(acc, col0, out, bias, o_first, n_rows, qq, lo, hi, row_len, rows):
+def _row_start(q, row_len, rows, oh, ow, mt, lo, hi):
+    """Flat ``(n * O * oh + oy) * ow + ox`` offset pieces of a micro-tile at position ``q`` when its
+    ``mt`` positions all lie in one output row and in ``[lo, hi)``: ``(n, oy, ox)``, else ``n = -1``."""
+    grow = q // row_len
+    n = grow // rows
+    oy = grow - n * rows
+    ox = q - grow * row_len
+    if oy < oh and ox + mt <= ow and q >= lo and q + mt <= hi:
+        return n, oy, ox
+    return -1, 0, 0
+
+
+@kernel
+def _store_micro(acc, col0, of, c_out, oh, ow, bias, o_first, n_rows, qq, lo, hi, row_len, rows):
     """Positions ``[lo, hi)`` of a micro-tile computed at position ``qq`` into its columns ``col0 ..`` of
-    ``acc`` (MR, W): into ``out[n, o_first + i, oy, ox]`` plus the bias, valid positions only, one
-    output-row run at a time."""
-    oh, ow = out.shape[2], out.shape[3]
+    ``acc`` (MR, W): into ``out[n, o_first + i, oy, ox]`` (``of`` flat) plus the bias, valid positions
+    only, one output-row run at a time."""
+    width = acc.shape[1]
+    af = acc.reshape(-1)
     grow = lo // row_len
     while grow * row_len < hi:
         n = grow // rows
@@ -142,11 +176,10 @@ def _store_micro(acc, col0, out, bias, o_first, n_rows, qq, lo, hi, row_len, row
             s1 = min(hi, q + ow)
             for i in range(n_rows):
                 b = bias[o_first + i]
-                dst = out[n, o_first + i, oy]
-                src = acc[i]
-                shift = col0 - qq
+                dst = ((n * c_out + o_first + i) * oh + oy) * ow - q
+                src = i * width + col0 - qq
                 for pos in range(s0, s1):
-                    dst[pos - q] = src[shift + pos] + b
+                    of[np.uint64(dst + pos)] = af[np.uint64(src + pos)] + b
         grow += 1
 
 
@@ -169,7 +202,8 @@ def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, blocks_per_
     plane_len = planes.shape[1]
     planes_per_group = planes.shape[0] // n_groups
     xf = planes.reshape(-1)
-    n_batch, c_out, oh = out.shape[0], out.shape[1], out.shape[2]
+    n_batch, c_out, oh, ow = out.shape
+    of = out.reshape(-1)
     o_per_group = c_out // n_groups
     npos = (n_batch - 1) * rows * row_len + oh * row_len
     mt = NV * (VEC_BYTES // planes.itemsize)
@@ -187,16 +221,24 @@ def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, blocks_per_
         acc = np.empty((MR, n_micro * mt), dtype=out.dtype)  # one column range per micro-tile
         for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
             wf = wpk[g, blk].reshape(-1)
+            o_first = g * o_per_group + blk * MR
+            n_rows = min(MR, o_per_group - blk * MR)
             for t0 in range(0, n_taps, chunk_taps):
                 t1 = min(n_taps, t0 + chunk_taps)
                 for q in range(p0, p_end, mt):
                     qq = max(0, min(q, npos - mt))
-                    tap_microkernel(xf, starts, t0, t1, group_base + qq, wf, acc, q - p0, t0 > 0)
-            o_first = g * o_per_group + blk * MR
-            n_rows = min(MR, o_per_group - blk * MR)
+                    o_base = -1
+                    if t1 == n_taps:  # last pass: micro-tiles inside one output row store directly
+                        n, oy, ox = _row_start(qq, row_len, rows, oh, ow, mt, p0, p_end)
+                        if n >= 0:
+                            o_base = ((n * c_out + o_first) * oh + oy) * ow + ox
+                    tap_microkernel(xf, starts, t0, t1, group_base + qq, wf, acc, q - p0, t0 > 0, of, o_base,
+                                    oh * ow, bias, o_first, n_rows)
             for q in range(p0, p_end, mt):
                 qq = max(0, min(q, npos - mt))
-                _store_micro(acc, q - p0, out, bias, o_first, n_rows, qq, q, min(q + mt, p_end), row_len, rows)
+                if _row_start(qq, row_len, rows, oh, ow, mt, p0, p_end)[0] < 0:
+                    _store_micro(acc, q - p0, of, c_out, oh, ow, bias, o_first, n_rows, qq, q, min(q + mt, p_end),
+                                 row_len, rows)
 
 
 @parallel_kernel(fastmath={"contract"})
