@@ -9,7 +9,7 @@ import fastconv
 from fastconv import dispatch
 
 SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each rule gives them
-    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "first_layer"),
+    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "direct"),
     "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "im2col"),
     "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
@@ -28,10 +28,11 @@ def test_suite_layers(layer):
     assert plan.algo == expected, plan.reason
 
 
-def test_l1_goes_to_the_first_layer_kernel_by_the_taps_rule():
-    # L1 has 27 taps (<= FIRST_LAYER_MAX_TAPS) and 32 output channels.
-    plan = fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same")
-    assert plan.algo == "first_layer" and "27 taps" in plan.reason
+def test_single_channel_stems_go_to_the_first_layer_kernel():
+    # L8: one input channel, 25 taps (<= FIRST_LAYER_MAX_TAPS); L1 (3 channels) is the direct kernel's.
+    plan = fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same")
+    assert plan.algo == "first_layer" and "25 taps" in plan.reason
+    assert fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same").algo == "direct"
 
 
 def test_reasons_name_the_rule():
@@ -56,14 +57,17 @@ def test_depthwise_rule_boundary_on_output_channels_per_group():
 
 
 def test_first_layer_rule_boundary_on_taps():
-    channels = dispatch.FIRST_LAYER_MAX_TAPS // 9  # 3x3 taps: channels * 9 <= limit
-    at = fastconv.plan_conv2d((1, channels, 64, 64), (8, channels, 3, 3), padding="same")
-    above = fastconv.plan_conv2d((1, channels + 1, 64, 64), (8, channels + 1, 3, 3), padding="same")
+    side = int(np.sqrt(dispatch.FIRST_LAYER_MAX_TAPS))  # one channel, side x side taps <= limit
+    at = fastconv.plan_conv2d((1, 1, 64, 64), (8, 1, side, side), padding="same")
+    above = fastconv.plan_conv2d((1, 1, 64, 64), (8, 1, side + 1, side + 1), padding="same")
+    assert side * side <= dispatch.FIRST_LAYER_MAX_TAPS < (side + 1) ** 2
     assert (at.algo, above.algo) == ("first_layer", "direct")
-    # The taps rule comes before the stride rule (a strided stem) and the small-maps rule.
-    assert fastconv.plan_conv2d((1, 3, 224, 224), (32, 3, 3, 3), stride=2, padding="same").algo == "first_layer"
-    assert fastconv.plan_conv2d((1, 3, 8, 8), (32, 3, 3, 3), padding="same").algo == "first_layer"
-    # 7x7 stride-2 stem (147 taps): beyond the rule, im2col by the stride rule.
+    # Two input channels are past the rule however few the taps.
+    assert fastconv.plan_conv2d((1, 2, 64, 64), (8, 2, 3, 3), padding="same").algo == "direct"
+    # The rule comes before the stride rule (a strided stem) and the small-maps rules.
+    assert fastconv.plan_conv2d((1, 1, 224, 224), (32, 1, 3, 3), stride=2, padding="same").algo == "first_layer"
+    assert fastconv.plan_conv2d((32, 1, 8, 8), (32, 1, 3, 3), padding="same").algo == "first_layer"
+    # 7x7 stride-2 RGB stem: im2col by the stride rule.
     assert fastconv.plan_conv2d((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).algo == "im2col"
 
 
@@ -102,9 +106,11 @@ def test_unknown_algo_lists_every_choice():
 
 
 def test_row_block_workspace_is_small_and_needs_no_padded_copy():
-    # L7 and L1: local buffers only (per thread), far below one padded copy of the input.
-    for x_shape, w_shape, groups in (((32, 64, 56, 56), (64, 1, 3, 3), 64), ((8, 3, 224, 224), (32, 3, 3, 3), 1)):
-        plan = fastconv.plan_conv2d(x_shape, w_shape, padding="same", groups=groups)
+    # L7 (depthwise) and L1 on the first-layer kernel: local buffers only (per thread), far below one
+    # padded copy of the input.
+    for x_shape, w_shape, groups, algo in (((32, 64, 56, 56), (64, 1, 3, 3), 64, "auto"),
+                                           ((8, 3, 224, 224), (32, 3, 3, 3), 1, "first_layer")):
+        plan = fastconv.plan_conv2d(x_shape, w_shape, padding="same", groups=groups, algo=algo)
         padded_copy = x_shape[0] * x_shape[1] * (x_shape[2] + 2) * (x_shape[3] + 2) * 4
         assert 0 < plan.workspace_bytes < padded_copy / 20, (plan.algo, plan.workspace_bytes)
 

@@ -49,11 +49,12 @@ DIRECT_CHUNK_TAPS = 288
 # channels: 29 vs first_layer 16-18, direct 9.
 DEPTHWISE_MAX_CHANNELS = 3
 
-# Up to this many taps per output (C/groups * kH * kW), the first-layer kernel (local row blocks, 4
-# output channels per pass) beats the register-blocked direct kernel and im2col. 2 threads, float32
-# GFLOP/s, first_layer vs direct vs im2col: L1 (27 taps) 51 vs 43 vs 35; L8 (25) 30 vs 22 vs 18;
-# (8, 4, 56, 56) -> 32 (36 taps) 31 vs 22 vs 25; (8, 8, 56, 56) -> 32 (72) 39 vs 31 vs 30; but
-# (8, 16, 56, 56) -> 32 (144) 42 vs 46 and (32, 16, 8, 8) -> 32 (144) 23 vs 26.
+# One input channel per group and up to this many taps per output (kH * kW): the first-layer kernel
+# (local row blocks, 4 output channels per pass) is as fast as the register-blocked direct kernel,
+# which beats it everywhere else since it stores full micro-tiles from registers. 2 threads, float32
+# GFLOP/s, best of 14, first_layer vs direct vs im2col: L8 (64, 1, 28, 28) -> 32 k5 34 vs 32 vs 32;
+# (8, 1, 28, 28) -> 6 k5 9.9 vs 8.5 vs 5.7; but with 3+ channels L1 47 vs 68 vs 46, (8, 4, 56, 56) ->
+# 32 41 vs 51 vs 35, (8, 8, 56, 56) -> 32 45 vs 65 vs 41, (1, 3, 224, 224) -> 16 39 vs 52 vs 25.
 FIRST_LAYER_MAX_TAPS = 72
 
 # The direct kernel re-reads each 4-channel block's packed weights once per tile of positions, so
@@ -151,15 +152,15 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
     taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
-    if taps <= FIRST_LAYER_MAX_TAPS:
-        return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_MAX_TAPS}): the first-layer kernel, "
-                               "4 output channels per pass (L1: 51 vs direct 43 GFLOP/s)")
+    if problem.c_in == problem.groups and taps <= FIRST_LAYER_MAX_TAPS:
+        return "first_layer", (f"one input channel per group and {taps} taps per output (<= "
+                               f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel, 4 output channels per pass")
     if problem.stride != (1, 1):
         return "im2col", "stride > 1: im2col reads only the strided windows (L3: 89 vs direct 71 GFLOP/s)"
     if problem.batch_inner_fits() and problem.n_batch > 1:
         return "im2col", ("tiny maps on a small problem: one batch-innermost GEMM (digits conv2: 136 vs "
                           "direct 204 us)")
-    positions = problem.n_batch * problem.out_hw[0] * problem.out_hw[1]
+    positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
         return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
