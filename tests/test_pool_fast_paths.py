@@ -57,8 +57,13 @@ def test_2x2_stride2_fast_path_max(hw, dtype, rng, monkeypatch):
     assert np.isnan(fastconv.max_pool2d(x_inf, 2)[0, 0, 0, 0])
 
 
+# + rows of LANES input cells (one vector pair per output row, two output rows per store) with an odd
+# number of output rows: 8 cells for float32, 4 for float64.
+INDEX_SHAPES = FAST_SHAPES + [(6, 8), (10, 4), (9, 16)]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("hw", FAST_SHAPES, ids=[f"{h}x{w}" for h, w in FAST_SHAPES])
+@pytest.mark.parametrize("hw", INDEX_SHAPES, ids=[f"{h}x{w}" for h, w in INDEX_SHAPES])
 def test_2x2_stride2_fast_path_indices(hw, dtype, rng, monkeypatch):
     spy = _Spy(monkeypatch, "pool2x2_indices_kernel")
     x = _special_input(rng, (2, 3) + hw, dtype)

@@ -62,8 +62,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
-from .simd import (HAS_AVX, VEC_BYTES, Vec, float_array, shuffle_mask, vadd, vdiv, vec_lanes, vector_pointer, vload,
-                   vload_even, vload_odd, vmul, vsplat, vstore)
+from .simd import (HAS_AVX, VEC_BYTES, Vec, float_array, shuffle_mask, vadd, vdiv, vec_lanes, vector_pointer, viota,
+                   vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore, vstore_int64, vswap_halves)
 
 NEG_INF = -np.inf
 
@@ -445,33 +445,106 @@ def _take(v, m):
 
 
 @kernel
-def _pool2x2_indices_rows(xp, op, ip, p, oy_lo, oy_hi):
-    """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` of :func:`pool2x2_indices_kernel`: the four taps
-    unrolled into selects (no branch to mispredict on random data, no conditional store)."""
-    iw = xp.shape[2]
-    for oy in range(oy_lo, oy_hi):
-        r0 = xp[p, 2 * oy]
-        r1 = xp[p, 2 * oy + 1]
-        orow = op[p, oy]
-        irow = ip[p, oy]
-        base = 2 * oy * iw
-        for ox in range(orow.shape[0]):
-            m = r0[2 * ox]
-            k = 0
-            v = r0[2 * ox + 1]
-            t = _take(v, m)
-            m = v if t else m
-            k = 1 if t else k
-            v = r1[2 * ox]
-            t = _take(v, m)
-            m = v if t else m
-            k = iw if t else k
-            v = r1[2 * ox + 1]
-            t = _take(v, m)
-            m = v if t else m
-            k = iw + 1 if t else k
-            orow[ox] = m
-            irow[ox] = base + 2 * ox + k
+def _pool2x2_indices_scalar(xf, of, idx, p, oy, ih, iw, oh, ow):
+    """One output row of :func:`_pool2x2_indices_rows`, a cell at a time (rows too short for vectors).
+    The float selects compile to branches here (x86 has no scalar float select)."""
+    r0 = (p * ih + 2 * oy) * iw
+    r1 = r0 + iw
+    o = (p * oh + oy) * ow
+    base = 2 * oy * iw
+    for ox in range(ow):
+        m = xf[r0 + 2 * ox]
+        k = 0
+        v = xf[r0 + 2 * ox + 1]
+        t = _take(v, m)
+        m = v if t else m
+        k = 1 if t else k
+        v = xf[r1 + 2 * ox]
+        t = _take(v, m)
+        m = v if t else m
+        k = iw if t else k
+        v = xf[r1 + 2 * ox + 1]
+        t = _take(v, m)
+        m = v if t else m
+        k = iw + 1 if t else k
+        of[o + ox] = m
+        idx[o + ox] = base + 2 * ox + k
+
+
+@kernel_inline
+def _pick4(a, b, e, f, ka, kb, ke, kf):
+    """Running maximum over the taps a, b, e, f (row-major window order) and the tap offset of it."""
+    m = a
+    k = ka
+    k = vpick(b, m, kb, k)
+    m = vpick(b, m, b, m)
+    k = vpick(e, m, ke, k)
+    m = vpick(e, m, e, m)
+    k = vpick(f, m, kf, k)
+    m = vpick(f, m, f, m)
+    return m, k
+
+
+@kernel
+def _pool2x2_indices_rows(xf, of, idx, p, oy_lo, oy_hi, ih, iw, oh, ow):
+    """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` of :func:`pool2x2_indices_kernel` (flat arrays).
+
+    Vector selects (:func:`vpick`) carry each lane's maximum and its tap offset; the index is built in
+    the float type (exact: the wrapper sends planes of more than 2**24 cells to the scalar loop) and
+    stored as int64. Rows of at least LANES outputs: chunks of LANES, the last shifted back. Rows of
+    exactly LANES / 2 outputs with LANES input cells (the digits CNN's 8x8 -> 4x4): one pair of
+    stride-2 loads covers both input rows of an output row; the two input rows are reduced in the two
+    halves of the vector and combined by swapping halves (the same running-maximum rule, applied as a
+    tree in window order: same value, same index), two output rows per store.
+    """
+    lanes = vec_lanes(xf)
+    exact = xf.itemsize == 8 or ih * iw <= 1 << 24
+    if exact and ow >= lanes:
+        ka = vsplat(xf, 0)
+        kb = vsplat(xf, 1)
+        ke = vsplat(xf, iw)
+        kf = vsplat(xf, iw + 1)
+        for oy in range(oy_lo, oy_hi):
+            r0 = (p * ih + 2 * oy) * iw
+            o = (p * oh + oy) * ow
+            for i in range((ow + lanes - 1) // lanes):
+                c = min(i * lanes, ow - lanes)
+                m, k = _pick4(vload_even(xf, r0 + 2 * c), vload_odd(xf, r0 + 2 * c), vload_even(xf, r0 + iw + 2 * c),
+                              vload_odd(xf, r0 + iw + 2 * c), ka, kb, ke, kf)
+                vstore(of, o + c, m)
+                vstore_int64(idx, o + c, vadd(k, viota(xf, 2 * oy * iw + 2 * c, 2)))
+        return
+    oy = oy_lo
+    if exact and iw == lanes and 2 * ow == iw:
+        consts = np.empty(2 * lanes, dtype=xf.dtype)
+        for lane in range(lanes):
+            consts[lane] = 0 if lane < ow else iw  # offset of a / e (upper half: the second input row)
+            consts[lanes + lane] = consts[lane] + 1  # offset of b / f
+        k_even = vload(consts, 0)
+        k_odd = vload(consts, lanes)
+        while oy + 1 < oy_hi:
+            r0 = (p * ih + 2 * oy) * iw
+            m0, k0 = _row_pair_max(xf, r0, k_even, k_odd)
+            m1, k1 = _row_pair_max(xf, r0 + 2 * iw, k_even, k_odd)
+            o = (p * oh + oy) * ow
+            vstore(of, o, vlow_halves(m0, m1))
+            vstore_int64(idx, o, vadd(vadd(vlow_halves(k0, k1), viota(xf, 2 * oy * iw, 2)), k_even))
+            oy += 2
+    for row in range(oy, oy_hi):
+        _pool2x2_indices_scalar(xf, of, idx, p, row, ih, iw, oh, ow)
+
+
+@kernel_inline
+def _row_pair_max(xf, r0, k_even, k_odd):
+    """Maximum and tap offset of the 2x2 windows of the input rows at ``r0`` and ``r0 + iw`` (``iw`` =
+    LANES): lower half of the result lanes valid (see :func:`_pool2x2_indices_rows`)."""
+    a = vload_even(xf, r0)  # lower half: row 0 even cells (a), upper half: row 1 even cells (e)
+    b = vload_odd(xf, r0)  # b, f
+    k = vpick(b, a, k_odd, k_even)
+    m = vpick(b, a, b, a)  # lower: a-b, upper: e-f
+    ms = vswap_halves(m)
+    ks = vswap_halves(k)
+    return vpick(ms, m, ms, m), vpick(ms, m, ks, k)
 
 
 @parallel_kernel
@@ -482,13 +555,13 @@ def pool2x2_indices_kernel(x, out, indices, row_blocks):
     n_batch, c_in, ih, iw = x.shape
     oh, ow = out.shape[2], out.shape[3]
     planes = n_batch * c_in
-    xp = x.reshape(planes, ih, iw)
-    op = out.reshape(planes, oh, ow)
-    ip = indices.reshape(planes, oh, ow)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    idx = indices.reshape(-1)
     rows_per = (oh + row_blocks - 1) // row_blocks
     for task in prange(planes * row_blocks):
         oy_lo = (task % row_blocks) * rows_per
-        _pool2x2_indices_rows(xp, op, ip, task // row_blocks, oy_lo, min(oy_lo + rows_per, oh))
+        _pool2x2_indices_rows(xf, of, idx, task // row_blocks, oy_lo, min(oy_lo + rows_per, oh), ih, iw, oh, ow)
 
 
 @kernel

@@ -141,3 +141,80 @@ def _vector_binop(name):
 vadd = _vector_binop("fadd")
 vmul = _vector_binop("fmul")
 vdiv = _vector_binop("fdiv")
+
+
+@intrinsic
+def vpick(typingctx, v, m, a, b):
+    """Lane by lane ``a if (v > m or v != v) else b``: the running-maximum rule of the max pools (a larger
+    value, or a NaN, replaces the maximum), applied to the value and to whatever travels with it.
+    A vector select: on x86 a scalar float select becomes a branch, mispredicted on real data."""
+    if not (isinstance(v, Vec) and v == m == a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v_, m_, a_, b_ = args
+        take = builder.or_(builder.fcmp_ordered(">", v_, m_), builder.fcmp_unordered("uno", v_, v_))
+        return builder.select(take, a_, b_)
+    return v(v, m, a, b), codegen
+
+
+@intrinsic
+def vswap_halves(typingctx, v):
+    """The vector with its lower and upper halves exchanged."""
+    if not isinstance(v, Vec):
+        return None
+    half = v.lanes // 2
+
+    def codegen(context, builder, sig, args):
+        order = list(range(half, v.lanes)) + list(range(half))
+        return builder.shuffle_vector(args[0], ir.Constant(args[0].type, ir.Undefined), shuffle_mask(order))
+    return v(v), codegen
+
+
+@intrinsic
+def vlow_halves(typingctx, a, b):
+    """The lower half of ``a`` followed by the lower half of ``b``."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+    half = a.lanes // 2
+
+    def codegen(context, builder, sig, args):
+        return builder.shuffle_vector(args[0], args[1], shuffle_mask(list(range(half)) +
+                                                                     list(range(a.lanes, a.lanes + half))))
+    return a(a, b), codegen
+
+
+@intrinsic
+def viota(typingctx, arr, start, step):
+    """A vector of ``arr``'s dtype with lanes ``start + l * step``."""
+    if not float_array(arr):
+        return None
+    vt = Vec(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        elt = context.get_value_type(arr.dtype)
+        s = context.cast(builder, args[1], sig.args[1], arr.dtype)
+        d = context.cast(builder, args[2], sig.args[2], arr.dtype)
+        lanes = ir.Constant(ir.VectorType(elt, vt.lanes), [float(i) for i in range(vt.lanes)])
+        undef = ir.Constant(ir.VectorType(elt, vt.lanes), ir.Undefined)
+        splat = shuffle_mask([0] * vt.lanes)
+        sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0)), undef, splat)
+        dv = builder.shuffle_vector(builder.insert_element(undef, d, ir.Constant(ir.IntType(32), 0)), undef, splat)
+        return builder.fadd(sv, builder.fmul(lanes, dv))
+    return vt(arr, start, step), codegen
+
+
+@intrinsic
+def vstore_int64(typingctx, arr, index, v):
+    """``arr.flat[index : index + lanes] = v`` converted to int64 (``arr`` int64; values exact integers)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and isinstance(v, Vec)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        ints = builder.fptosi(args[2], ir.VectorType(i64, sig.args[2].lanes))
+        ptr = builder.bitcast(address(context, builder, sig.args[0], args[0], args[1]),
+                              ir.VectorType(i64, sig.args[2].lanes).as_pointer())
+        builder.store(ints, ptr, align=8)
+        return context.get_dummy_value()
+    return types.void(arr, index, v), codegen
