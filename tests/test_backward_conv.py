@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 import fastconv.backward
+import fastconv.bands
 import fastconv.dispatch
 import fastconv.reference as ref
 from conftest import FD_TOL, assert_close_to, numeric_grad
@@ -132,8 +133,8 @@ def test_conv2d_backward_band_splits_match_reference(rng, monkeypatch, split, op
     # Bands of one row, of several images and of everything: the band sums and the partial sums of the
     # weight gradient, and the input gradient's band outputs, must all equal the reference.
     monkeypatch.setattr(fastconv.dispatch, "BATCH_INNER_MAX_OW", 0)  # the band path even for tiny maps
-    monkeypatch.setattr(fastconv.backward, "BAND_BYTES", split[0])
-    monkeypatch.setattr(fastconv.backward, "BAND_MIN_POSITIONS", split[1])
+    monkeypatch.setattr(fastconv.bands, "BAND_BYTES", split[0])
+    monkeypatch.setattr(fastconv.bands, "BAND_MIN_POSITIONS", split[1])
     x, w = _conv_inputs(rng, options, c_out=6, shape=(5, 4, 8, 8), kernel=(3, 3))
     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape)
     _assert_triple_close(fastconv.conv2d_backward(g, x, w, **options), ref.conv2d_backward(g, x, w, **options),

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 import fastconv.backward as bw
+import fastconv.bands as bands
 import fastconv.dispatch as dispatch
 import fastconv.reference as ref
 from conftest import FD_TOL, assert_close_to, numeric_grad
@@ -30,9 +31,10 @@ ROUTES = {
 
 
 def _set_route(mp, route):
-    """Apply a route's settings wherever the name lives (the batch-inner limits are dispatch's)."""
+    """Apply a route's settings wherever the name lives (band sizes: fastconv.bands; batch-inner limits:
+    fastconv.dispatch)."""
     for name, value in route.items():
-        for module in (bw, dispatch):
+        for module in (bw, bands, dispatch):
             if hasattr(module, name):
                 mp.setattr(module, name, value)
 
@@ -270,7 +272,7 @@ def test_compiled_signatures_stay_few(rng):
                     x, w = _conv_inputs(rng, options, c_out=8, dtype=dtype, shape=(2, 4, 9, 7), kernel=(3, 3))
                     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape).astype(dtype)
                     fastconv.conv2d_backward(g, x, w, **options)
-    for kern in (kernels.im2col_band, kernels.grad_weight_rows, im2col_kernels.to_batch_inner,
+    for kern in (im2col_kernels.im2col_band, kernels.grad_weight_rows, im2col_kernels.to_batch_inner,
                  kernels.to_batch_inner_sums, im2col_kernels.unfold_batch_inner, kernels.fold_batch_inner,
                  kernels.bias_grad):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)

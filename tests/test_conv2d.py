@@ -230,31 +230,35 @@ def test_conv2d_doctest_example():
                                       9 * centres)
 
 
-@pytest.mark.parametrize("layout", ["per-image", "folded"])
-@pytest.mark.parametrize("images_per_chunk", [1, 2])
-def test_im2col_batch_chunks_match_reference(images_per_chunk, layout, monkeypatch, rng, conv2d_ref64,
-                                             assert_close):
-    # Shrink the documented workspace budget so the batch of 5 is unfolded in chunks (2 + 2 + 1, or 1 x 5),
-    # in both column layouts (per-image GEMMs for large maps, one folded GEMM for small maps).
+@pytest.mark.parametrize("split", [(1, 1), (4096, 1), (1, 10**6)], ids=["row-bands", "image-bands", "folded"])
+def test_im2col_bands_match_reference(split, monkeypatch, rng, conv2d_ref64, assert_close):
+    # Shrink the band budget so the batch of 5 is unfolded in bands of single rows, or fold all five
+    # small images into one band (several images per GEMM, then a transposing copy), on worker threads.
+    import fastconv.bands
     import fastconv.dispatch
 
-    x, w, b = _inputs(rng, (5, 3, 8, 7), (4, 3, 3, 2), True, np.float64)
-    per_image = 3 * 3 * 2 * 8 * 7 * 8  # rows (C*kH*kW) x columns (OH*OW) x itemsize, 'same' padding
-    monkeypatch.setattr(fastconv.dispatch, "IM2COL_WORKSPACE_BYTES", images_per_chunk * per_image)
-    monkeypatch.setattr(fastconv.conv, "IM2COL_FOLD_BATCH_POSITIONS", 0 if layout == "per-image" else 10**9)
+    monkeypatch.setattr(fastconv.bands, "BAND_BYTES", split[0])
+    monkeypatch.setattr(fastconv.bands, "BAND_MIN_POSITIONS", split[1])
+    monkeypatch.setattr(fastconv.bands, "SERIAL_MACS", 0)  # worker threads even for this small problem
     monkeypatch.setattr(fastconv.dispatch, "BATCH_INNER_MAX_OW", 0)  # not the tiny-map layout
-    name, image_axis = ("im2col", 0) if layout == "per-image" else ("im2col_rows", 1)
-    chunk_sizes = []
-    real_kernel = getattr(fastconv.conv, name)
+    bands = []
+    real = fastconv.conv.im2col_band
 
-    def counting_kernel(xp, col, *args):
-        chunk_sizes.append(col.shape[image_axis])
-        return real_kernel(xp, col, *args)
+    def counting(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, *args):
+        bands.append((n_img, rows))
+        return real(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, *args)
 
-    monkeypatch.setattr(fastconv.conv, name, counting_kernel)
-    out = fastconv.conv2d(x, w, b, padding="same", padding_mode="replicate", algo="im2col")
-    assert_close(out, conv2d_ref64(x, w, b, padding="same", padding_mode="replicate"))
-    assert chunk_sizes == ([1] * 5 if images_per_chunk == 1 else [2, 2, 1])
+    monkeypatch.setattr(fastconv.conv, "im2col_band", counting)
+    x, w, b = _inputs(rng, (5, 3, 8, 7), (4, 3, 3, 2), True, np.float64)
+    for options in (dict(padding="same", padding_mode="replicate"), dict(padding=(2, 1), stride=2, dilation=(1, 2))):
+        bands.clear()
+        out = fastconv.conv2d(x, w, b, algo="im2col", **options)
+        assert_close(out, conv2d_ref64(x, w, b, **options))
+        assert sum(n * r for n, r in bands) == 5 * out.shape[2]  # every output row of every image, once
+        if split == (1, 10**6):
+            assert bands == [(5, out.shape[2])]
+        elif split == (1, 1):
+            assert set(bands) == {(1, 1)}
 
 
 BATCH_INNER_CASES = ["base", "no_bias", "stride2", "dil2", "pad_perside", "same_stride2", "reflect",

@@ -14,7 +14,7 @@ import pytest
 import fastconv
 from fastconv._kernels import conv_direct
 from fastconv._kernels import im2col as im2col_module
-from fastconv.dispatch import IM2COL_WORKSPACE_BYTES
+from fastconv.bands import BAND_BYTES
 
 ALGOS = ("auto", "direct", "im2col")
 
@@ -142,7 +142,7 @@ def _conv_dispatchers():
         "conv_taps_ob1": conv_direct.conv_taps_ob1,
         "_store_tile": conv_direct._store_tile,
         "_store_micro": conv_direct._store_micro,
-        "im2col": im2col_module.im2col,
+        "im2col_band": im2col_module.im2col_band,
     }
 
 
@@ -181,11 +181,11 @@ def test_few_compiled_specialisations(rng):
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
     # One specialisation per float dtype for every kernel, including the helpers _store_tile and
     # _store_micro that the jitted kernels call (passed int64 row counts, so typed once per dtype).
-    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col": 2, "_store_tile": 2, "_store_micro": 2}
+    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col_band": 2, "_store_tile": 2, "_store_micro": 2}
     assert all(counts[name] <= limit for name, limit in limits.items()), counts
     # Not vacuous: the kernels called from Python did compile (a helper inlined into a caller's
     # compilation, like _store_tile, may show none).
-    assert min(counts["conv_taps_blocked"], counts["conv_taps_ob1"], counts["im2col"]) >= 1, counts
+    assert min(counts["conv_taps_blocked"], counts["conv_taps_ob1"], counts["im2col_band"]) >= 1, counts
 
 
 IMPORT_SCRIPT = textwrap.dedent(
@@ -252,7 +252,7 @@ def test_plan_honours_requested_algo_and_bounds_im2col_workspace():
     assert plan.algo == "im2col"
     columns_per_image = 64 * 3 * 3 * 56 * 56 * 4
     padded_input = 32 * 64 * 58 * 58 * 4
-    # Columns are built in batch chunks: far below one column matrix for the whole batch.
-    assert plan.workspace_bytes < 32 * columns_per_image
-    assert plan.workspace_bytes <= 2 * padded_input + max(IM2COL_WORKSPACE_BYTES, columns_per_image)
+    # Columns are built in cache-sized bands, one per worker thread: far below the batch's column matrix.
+    assert plan.workspace_bytes < 2 * padded_input + columns_per_image < 32 * columns_per_image
+    assert plan.workspace_bytes <= padded_input + numba.config.NUMBA_NUM_THREADS * 2 * BAND_BYTES
     assert fastconv.plan_conv2d(x_shape, w_shape, padding=1, algo="direct").algo == "direct"

@@ -19,35 +19,26 @@ the gradients with respect to the inputs. Formulas, race-freedom strategy and ti
 """
 
 import functools
-import itertools
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from . import memory
-from ._kernels.backward_conv import bias_grad, fold_batch_inner, grad_weight_rows, im2col_band, to_batch_inner_sums
-from ._kernels.im2col import to_batch_inner, unfold_batch_inner
+from ._kernels.backward_conv import bias_grad, fold_batch_inner, grad_weight_rows, to_batch_inner_sums
+from ._kernels.im2col import im2col_band, to_batch_inner, unfold_batch_inner
 from ._kernels.backward_conv_gemm import gemm
 from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_max_backward_kernel
 from ._validate import as_kernel_array, check_array, check_output_mask, common_dtype, is_int
 from .conv import conv2d, conv2d_problem
-from .blas import one_blas_thread, single_blas_thread
+from .blas import single_blas_thread
+from .bands import run_tasks, split_bands
 from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
 from .pool import adaptive_max_pool2d, max_pool2d
 from .pool_args import adaptive_size, check_flag, check_spatial, paper_level_bins, spp_args, window_args
 from .shapes import adaptive_bins
-from .threads import SERIAL_ELEMENTS, SERIAL_MACS, serial_if_small
-from .workers import executor
+from .threads import SERIAL_ELEMENTS, serial_if_small
 
-# Band GEMMs (conv gradients): a band's columns stay under this many bytes, so the GEMM reads them from
-# the cache right after the unfold wrote them (one image row at least).
-BAND_BYTES = 4 * 2**20
-# Smaller maps put several whole images in a band so that its GEMM's inner dimension has at least this
-# many positions. L5 (14 x 14 = 196 positions) runs faster one image per band (weight-gradient GEMM on one
-# thread: 89 GFLOP/s with 196 positions vs 75 with 392) than with two (which also costs a transposing copy).
-BAND_MIN_POSITIONS = 128
 # The weight gradient is summed in at most this many partial sums (one per run of bands, fixed by the
 # shape: the thread count never changes the summation order), and in fewer when they would exceed
 # GRAD_WEIGHT_PARTIAL_BYTES together.
@@ -116,51 +107,6 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-@dataclass(frozen=True)
-class _Bands:
-    """A split of ``n_batch`` images of ``rows_total x cols`` positions into GEMM bands.
-
-    A band is ``(n0, m, y0, rows)``: images ``n0 .. n0 + m - 1``, rows ``y0 .. y0 + rows - 1`` of each.
-    Either ``m == 1`` (large maps: row bands of one image) or ``rows == rows_total`` (small maps: several
-    whole images, so the GEMM's inner dimension is at least ``BAND_MIN_POSITIONS``).
-    """
-
-    images: int
-    rows: int
-    n_batch: int
-    rows_total: int
-    cols: int
-
-    @property
-    def count(self):
-        return _ceil_div(self.n_batch, self.images) * _ceil_div(self.rows_total, self.rows)
-
-    @property
-    def max_len(self):
-        return self.images * self.rows * self.cols
-
-    def band(self, b):
-        per_image = _ceil_div(self.rows_total, self.rows)
-        chunk, part = divmod(b, per_image)
-        n0, y0 = chunk * self.images, part * self.rows
-        return n0, min(self.images, self.n_batch - n0), y0, min(self.rows, self.rows_total - y0)
-
-
-def _bands(n_batch, rows_total, cols, k_rows, itemsize):
-    """Bands whose columns ``(k_rows, band positions)`` stay under ``BAND_BYTES`` (cache-resident for the
-    GEMM that reads them), with at least ``BAND_MIN_POSITIONS`` positions when the images allow it."""
-    budget = max(cols, BAND_BYTES // max(1, k_rows * itemsize))  # positions
-    positions = rows_total * cols
-    if positions >= BAND_MIN_POSITIONS or n_batch == 1:
-        rows = max(1, min(rows_total, budget // cols))
-        rows = _ceil_div(rows_total, _ceil_div(rows_total, rows))  # equal bands
-        return _Bands(1, rows, n_batch, rows_total, cols)
-    images = max(_ceil_div(BAND_MIN_POSITIONS, positions), budget // positions)
-    images = min(n_batch, images)
-    images = _ceil_div(n_batch, _ceil_div(n_batch, images))
-    return _Bands(images, rows_total, n_batch, rows_total, cols)
-
-
 class _GradWeightTask:
     """Weight gradient by band GEMMs: ``partial[u] = sum over the unit's bands of g_band @ col_band^T``.
 
@@ -180,7 +126,7 @@ class _GradWeightTask:
         self.oh, self.ow = problem.out_hw
         self.k_rows = self.c_in * kh * kw
         self.grad = grad.reshape(grad.shape[0], c_out, self.oh * self.ow)
-        self.bands = _bands(inp.shape[0], self.oh, self.ow, self.k_rows, np.dtype(dtype).itemsize)
+        self.bands = split_bands(inp.shape[0], self.oh, self.ow, self.k_rows, np.dtype(dtype).itemsize)
         gw_bytes = c_out * cg * kh * kw * np.dtype(dtype).itemsize
         self.units = max(1, min(self.bands.count, GRAD_WEIGHT_UNITS, GRAD_WEIGHT_PARTIAL_BYTES // gw_bytes))
         self.partials = memory.empty((self.units, self.groups, self.og, cg * kh * kw), dtype)
@@ -239,7 +185,7 @@ class _GradInputTask:
                                        .transpose(0, 2, 1, 3, 4).reshape(groups, cg, og * kh * kw), dtype=dtype)
         n_batch = grad.shape[0]
         self.out = memory.empty((n_batch, groups * cg) + tuple(out_hw), dtype)
-        self.bands = _bands(n_batch, out_hw[0], out_hw[1], self.k_rows, np.dtype(dtype).itemsize)
+        self.bands = split_bands(n_batch, out_hw[0], out_hw[1], self.k_rows, np.dtype(dtype).itemsize)
         self.units = self.bands.count
         self.macs = n_batch * groups * cg * out_hw[0] * out_hw[1] * og * kh * kw
 
@@ -263,51 +209,6 @@ class _GradInputTask:
             gemm(self.wf[gr], col[gr * ogk:(gr + 1) * ogk], dst[gr * cg:(gr + 1) * cg], False)
         if m > 1:
             np.copyto(self.out[n0:n0 + m].reshape(m, c_in, oh * ow), dst.reshape(c_in, m, oh * ow).transpose(1, 0, 2))
-
-
-class _Buffers:
-    """One worker's scratch arrays, grown on demand and reused across its work items."""
-
-    def __init__(self):
-        self._arrays = {}
-
-    def get(self, name, size, dtype):
-        arr = self._arrays.get(name)
-        if arr is None or arr.size < size or arr.dtype != dtype:
-            arr = memory.empty(size, dtype)
-            self._arrays[name] = arr
-        return arr
-
-
-def _run_tasks(tasks):
-    """Run every unit of every task; units are handed out dynamically to ``fastconv.get_num_threads()``
-    threads (the caller and the helper threads of ``fastconv.workers.executor``) when the work is large,
-    else all on the calling thread. Each unit writes memory no other unit touches and computes it the same
-    way on any thread (BLAS on one thread per call), so results are bit-identical for any thread count."""
-    items = [(task, unit) for task in tasks for unit in range(task.units)]
-    macs = sum(task.macs for task in tasks)
-    threads = 1 if macs < SERIAL_MACS else min(numba.get_num_threads(), len(items))
-    counter = itertools.count()
-
-    def worker():
-        buffers = _Buffers()
-        while True:
-            i = next(counter)
-            if i >= len(items):
-                return
-            task, unit = items[i]
-            task.run(unit, buffers)
-
-    with one_blas_thread():
-        if threads == 1:
-            worker()
-            return
-        helpers = [executor().submit(worker) for _ in range(threads - 1)]
-        try:
-            worker()
-        finally:
-            for helper in helpers:
-                helper.result()
 
 
 class _Uncachable(Exception):
@@ -458,7 +359,7 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
             gw_task = _GradWeightTask(inp, g, weight.shape, problem, pads, dtype)
             tasks.insert(0, gw_task)  # the larger units first: better load balance at the end
     if tasks:
-        _run_tasks(tasks)
+        run_tasks(tasks)
     if gx_task is not None:
         gx = gx_task.out
     if gw_task is not None:

@@ -9,20 +9,12 @@ import numba
 import numpy as np
 
 from ._validate import FLOAT_DTYPES, check_choice
+from .bands import split_bands
 from .conv_layout import local_geometry
 from .threads import SERIAL_MACS
 
 CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
 CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # what "measure" times
-
-# im2col columns are built in batch chunks whose size stays under this many bytes (one image at
-# least): large enough that each GEMM is efficient, small enough to stay far from 32 MiB mmap costs
-# dominating and to keep memory bounded.
-IM2COL_WORKSPACE_BYTES = 32 * 2**20
-
-# Below this many output positions per image, im2col does one GEMM per group over the whole batch
-# chunk (then a transposing copy into the result) instead of one small GEMM per image.
-IM2COL_FOLD_BATCH_POSITIONS = 256
 
 # Small problems (under SERIAL_MACS multiply-adds, run on one thread) whose output rows are shorter than
 # this unfold batch-innermost (copy loops over OW * N values instead of OW): forward im2col and the
@@ -112,15 +104,6 @@ class Conv2dProblem:
         return (self.out_hw[1] < BATCH_INNER_MAX_OW and self.flops // 2 < SERIAL_MACS
                 and self.groups <= BATCH_INNER_MAX_GROUPS)
 
-    def im2col_batch_chunk(self):
-        """Images per im2col chunk under IM2COL_WORKSPACE_BYTES (at least one)."""
-        per_image = self.col_bytes_per_image()
-        return max(1, min(self.n_batch, IM2COL_WORKSPACE_BYTES // max(per_image, 1)))
-
-    def col_bytes_per_image(self):
-        kh, kw = self.kernel_hw
-        return self.c_in * kh * kw * self.out_hw[0] * self.out_hw[1] * self.itemsize
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -190,7 +173,11 @@ def workspace_bytes(problem, algo):
     if algo == "im2col":
         if problem.is_pointwise:
             return 0
-        return padded + problem.im2col_batch_chunk() * problem.col_bytes_per_image()
+        # per worker thread: one band's columns (and its output when a band folds several images)
+        k_rows = problem.c_in * kh * kw
+        bands = split_bands(problem.n_batch, problem.out_hw[0], problem.out_hw[1], k_rows, problem.itemsize)
+        per_thread = bands.max_len * (k_rows + (problem.c_out if bands.images > 1 else 0)) * problem.itemsize
+        return padded + numba.config.NUMBA_NUM_THREADS * per_thread
     if algo == "depthwise":
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":

@@ -113,69 +113,6 @@ def grad_weight_rows(x, g, gw, gb, acc_bias, top, left, sh, sw, dh, dw, groups):
 
 
 @kernel
-def im2col_band(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, ow, top, left, kh, kw, sh, sw, dh, dw):
-    """Columns of one band, zero padding inline (layout in the module docstring).
-
-    ``xf``: the input flattened; ``x0`` the flat index of ``x[n0, c0, 0, 0]``, ``img_len = C * H * W`` the
-    distance between images; the band's ``c_count`` channels follow ``c0``. ``col``: flat, at least
-    ``c_count * kh * kw * n_img * rows * ow`` long, written as ``(c_count * kh * kw, n_img, rows * ow)``.
-    """
-    band = rows * ow
-    for c in range(c_count):
-        for ky in range(kh):
-            for kx in range(kw):
-                r = (c * kh + ky) * kw + kx
-                xoff = kx * dw - left
-                # Output columns ox with 0 <= ox*sw + xoff < iw: [lo, hi).
-                lo = min(ow, max(0, (sw - 1 - xoff) // sw))
-                hi = max(lo, min(ow, (iw - 1 - xoff) // sw + 1))
-                # Stride 1 with rows as long as the input's ("same"-like padding): the band's valid rows of
-                # this tap are one contiguous run of the input, shifted by xoff; copy it in one loop (the
-                # values that wrap across row ends land on padding columns) and zero those columns after.
-                # ~2x faster than a loop per row on 28- or 14-wide maps (L4, L5).
-                j0 = min(rows, max(0, top - ky * dh - oy0 * sh))
-                j1 = max(j0, min(rows, ih + top - ky * dh - oy0 * sh))
-                runs = sh == 1 and sw == 1 and iw == ow
-                for i in range(n_img):
-                    plane = x0 + i * img_len + c * ih * iw
-                    dst_row = (r * n_img + i) * band
-                    src = plane + (oy0 + j0 + ky * dh - top) * iw + xoff
-                    if runs and j1 > j0 and src >= 0 and src + (j1 - j0) * ow <= xf.size:
-                        for q in range(j0 * ow):
-                            col[np.uint64(dst_row + q)] = 0.0
-                        d = dst_row + j0 * ow
-                        for q in range((j1 - j0) * ow):
-                            col[np.uint64(d + q)] = xf[np.uint64(src + q)]
-                        for j in range(j0, j1):
-                            for ox in range(lo):
-                                col[np.uint64(dst_row + j * ow + ox)] = 0.0
-                            for ox in range(hi, ow):
-                                col[np.uint64(dst_row + j * ow + ox)] = 0.0
-                        for q in range(j1 * ow, band):
-                            col[np.uint64(dst_row + q)] = 0.0
-                        continue
-                    for j in range(rows):
-                        iy = (oy0 + j) * sh + ky * dh - top
-                        dst = dst_row + j * ow
-                        if 0 <= iy < ih:
-                            for ox in range(lo):
-                                col[np.uint64(dst + ox)] = 0.0
-                            src = plane + iy * iw + lo * sw + xoff
-                            d = dst + lo
-                            if sw == 1:
-                                for q in range(hi - lo):
-                                    col[np.uint64(d + q)] = xf[np.uint64(src + q)]
-                            else:
-                                for q in range(hi - lo):
-                                    col[np.uint64(d + q)] = xf[np.uint64(src + q * sw)]
-                            for ox in range(hi, ow):
-                                col[np.uint64(dst + ox)] = 0.0
-                        else:
-                            for ox in range(ow):
-                                col[np.uint64(dst + ox)] = 0.0
-
-
-@kernel
 def fold_batch_inner(colb, gx, acc, kh, kw, sh, sw, dh, dw, top, left):
     """Adjoint of the unfold, gather form, back to NCHW:
     ``gx[n, c, y, x] = sum over taps (ky, kx) and outputs (oy, ox) with y = oy*sh + ky*dh - top,
