@@ -13,7 +13,7 @@ SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each ru
     "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "im2col"),
     "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
-    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "direct"),
+    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "im2col"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
     "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "first_layer"),
@@ -38,8 +38,9 @@ def test_single_channel_stems_go_to_the_first_layer_kernel():
 def test_reasons_name_the_rule():
     many = dispatch.FIRST_LAYER_MAX_TAPS // 9 + 1  # channels giving more 3x3 taps than the first-layer rule
     assert "stride" in fastconv.plan_conv2d((1, many, 32, 32), (8, many, 3, 3), stride=2).reason
-    assert "weights per output position" in fastconv.plan_conv2d((1, 256, 14, 14), (256, 256, 3, 3),
+    assert "weights per output position" in fastconv.plan_conv2d((1, 256, 16, 16), (256, 256, 3, 3),
                                                                  padding=1).reason
+    assert "narrow maps" in fastconv.plan_conv2d((32, 256, 14, 14), (256, 256, 3, 3), padding=1).reason
     assert "tiny maps" in fastconv.plan_conv2d((32, 16, 4, 4), (32, 16, 3, 3), padding=1).reason
     assert "direct" in fastconv.plan_conv2d((8, many, 16, 16), (8, many, 3, 3), padding=1).reason
     assert "depthwise" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 3, 3), groups=8).reason
@@ -71,17 +72,29 @@ def test_first_layer_rule_boundary_on_taps():
     assert fastconv.plan_conv2d((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).algo == "im2col"
 
 
+def test_narrow_maps_boundary():
+    width, taps = dispatch.NARROW_MAP_MAX_WIDTH, dispatch.NARROW_MAP_MIN_TAPS
+    channels = -(-taps // 9)  # 3x3: channels * 9 >= taps
+    plan = fastconv.plan_conv2d((32, channels, width, width), (64, channels, 3, 3), padding="same")
+    assert plan.algo == "im2col" and "narrow maps" in plan.reason
+    wider = fastconv.plan_conv2d((32, channels, width + 1, width + 1), (64, channels, 3, 3), padding="same")
+    fewer = fastconv.plan_conv2d((32, channels - 1, width, width), (64, channels - 1, 3, 3), padding="same")
+    assert (wider.algo, fewer.algo) == ("direct", "direct")
+
+
 def test_weights_per_position_boundary():
-    # (O/g) * taps / (N * OH * OW) = 64 * 576 / (N * 14 * 14): N = 1 -> 188, above with 1 -> 0.98 * 192.
+    # (O/g) * taps / (N * OH * OW) with 512 outputs and 576 taps: the boundary lies near 39 x 39 maps
+    # (wider than the narrow-maps rule).
     limit = dispatch.DIRECT_MAX_WEIGHTS_PER_POSITION
-    o_per_group, taps = 64, 64 * 9
-    side = int(np.sqrt(o_per_group * taps / limit))  # positions at or just above o * taps / limit
+    o_per_group, taps = 512, 64 * 9
+    side = int(np.sqrt(o_per_group * taps / limit))
     at = fastconv.plan_conv2d((1, 64, side + 1, side + 1), (o_per_group, 64, 3, 3), padding="same")
     above = fastconv.plan_conv2d((1, 64, side - 1, side - 1), (o_per_group, 64, 3, 3), padding="same")
+    assert side - 1 > dispatch.NARROW_MAP_MAX_WIDTH
     assert o_per_group * taps / (side + 1) ** 2 <= limit < o_per_group * taps / (side - 1) ** 2
     assert (at.algo, above.algo) == ("direct", "im2col")
     # the batch counts: the same layer with 8 images has 8x the positions
-    assert fastconv.plan_conv2d((8, 64, side - 1, side - 1), (64, 64, 3, 3), padding="same").algo == "direct"
+    assert fastconv.plan_conv2d((8, 64, side - 1, side - 1), (o_per_group, 64, 3, 3), padding="same").algo == "direct"
 
 
 def test_pointwise_rule_comes_first():

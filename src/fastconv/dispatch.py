@@ -57,6 +57,15 @@ FIRST_LAYER_MAX_TAPS = 72
 # vs 117 (1505); (32, 128, 7, 7) 56 vs 61 (94, a tie).
 DIRECT_MAX_WEIGHTS_PER_POSITION = 192
 
+# Narrow maps with many taps go to im2col's band GEMMs: the direct kernel computes and discards the
+# padding column and row of every 14-wide row and image (15 %; 31 % at 7 x 7), while the GEMMs' efficiency
+# grows with the taps. 2 threads, float32 GFLOP/s, direct vs im2col (taps): L5 (32, 256, 14, 14) 119 vs
+# 157 (2304; bench: 136 vs 156, 106 vs 120); (32, 128, 7, 7) 65 vs 98 (1152). At 576 taps it goes either
+# way: (8, 64, 14, 14) 58 vs 72, but (32, 64, 7, 7) 66 vs 59 and (64, 64, 4, 4) -> 32 39 vs 30; fewer
+# taps stay direct: (32, 32, 14, 14) 70 vs 41 (288). Wider: (32, 64, 16, 16) 107 vs 97.
+NARROW_MAP_MAX_WIDTH = 14
+NARROW_MAP_MIN_TAPS = 1024
+
 # Local positions (output rows x padded row length) per work item of the depthwise kernel: a 56x56 map
 # (row length 58) is one item per plane, larger maps are split into row blocks.
 DEPTHWISE_ITEM_POSITIONS = 4096
@@ -143,6 +152,10 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     if problem.batch_inner_fits() and problem.n_batch > 1:
         return "im2col", ("tiny maps on a small problem: one batch-innermost GEMM (digits conv2: 136 vs "
                           "direct 204 us)")
+    if problem.out_hw[1] <= NARROW_MAP_MAX_WIDTH and taps >= NARROW_MAP_MIN_TAPS:
+        return "im2col", (f"narrow maps ({problem.out_hw[1]} <= {NARROW_MAP_MAX_WIDTH} wide) with {taps} taps "
+                          f"(>= {NARROW_MAP_MIN_TAPS}): band GEMMs waste no padding positions (L5: 156 vs "
+                          "direct 136 GFLOP/s)")
     positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
