@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 
-SECTIONS = ("conv", "conv_transpose", "backward", "pool", "train", "coldstart")
+SECTIONS = ("conv", "conv64", "conv_transpose", "backward", "pool", "train", "coldstart")
 
 
 def _bench(args):
