@@ -6,8 +6,10 @@ the same arithmetic element by element, in the same order and in the parameter's
 passes every scalar already rounded to it, as numpy rounds a Python float against a float32 array), so
 the results are bit-identical to the numpy expression (tested).
 
-Contract: ``p``, ``g``, ``m``, ``v`` 1-D C-contiguous arrays of one float dtype and length; scalars of
-that dtype.
+Contract: ``p``, ``g``, ``m``, ``v`` 1-D C-contiguous arrays of one float dtype and length; ``consts``
+the scalars ``(weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, correction2, eps, step_size)`` in an
+array of that dtype (one argument: numba's dispatcher types each scalar argument separately, ~5 us
+apiece).
 """
 
 import numpy as np
@@ -16,10 +18,11 @@ from .._jit import kernel
 
 
 @kernel
-def adam_update(p, g, m, v, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2, correction2, eps,
-                step_size):
+def adam_update(p, g, m, v, consts):
     """``g' = g + wd * p``; ``m = m * b1 + (1 - b1) * g'``; ``v = v * b2 + (1 - b2) * (g' * g')``;
     ``p -= step_size * m / (sqrt(v / c2) + eps)`` -- numpy's operation order, element by element."""
+    weight_decay, beta1, one_minus_beta1, beta2 = consts[0], consts[1], consts[2], consts[3]
+    one_minus_beta2, correction2, eps, step_size = consts[4], consts[5], consts[6], consts[7]
     for i in range(p.shape[0]):
         gi = g[i]
         if weight_decay != 0:

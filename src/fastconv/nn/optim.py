@@ -96,10 +96,9 @@ class Adam(_Optimizer):
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             if g.dtype == p.dtype and p.flags.c_contiguous and g.flags.c_contiguous:
                 # One fused pass, bit-identical to the numpy expression below (_kernels/optim.py).
-                t = p.dtype.type
-                adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), t(self.weight_decay),
-                            t(self.beta1), t(1 - self.beta1), t(self.beta2), t(1 - self.beta2), t(correction2),
-                            t(self.eps), t(self.lr / correction1))
+                consts = np.array([self.weight_decay, self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2,
+                                   correction2, self.eps, self.lr / correction1], dtype=p.dtype)
+                adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), consts)
                 continue
             if self.weight_decay:
                 g = g + self.weight_decay * p
