@@ -37,6 +37,8 @@ two modules (or clear the cache) so their kernels recompile.
 import numba
 import numpy as np
 
+from .rows import padded_row
+
 TAP_GROUP = 9  # taps per pass of the row-block kernels (one 3x3 window)
 
 # Bytes per SIMD vector (AVX2). A loop over a row that is not a whole number of vectors long ends in a
@@ -114,23 +116,11 @@ def gather_rows(xf, x0, c_count, ih, iw, buf, plane_len, row0, n_rows, oy0, sh, 
                 j1 = max(j0, min(row_len, (iw - 1 + left - b) // sw + 1))
                 for i in range(n_rows):
                     iy = (oy0 + i) * sh + a - top
-                    row = plane + i * row_len
                     if 0 <= iy < ih:
-                        for j in range(j0):
-                            buf[np.uint64(row + j)] = 0.0
-                        src = xc + iy * iw + j0 * sw + b - left
-                        dst = row + j0
-                        if sw == 1:
-                            for j in range(j1 - j0):
-                                buf[np.uint64(dst + j)] = xf[np.uint64(src + j)]
-                        else:
-                            for j in range(j1 - j0):
-                                buf[np.uint64(dst + j)] = xf[np.uint64(src + j * sw)]
-                        for j in range(j1, row_len):
-                            buf[np.uint64(row + j)] = 0.0
+                        padded_row(buf, plane + i * row_len, row_len, j0, j1, xf, xc + iy * iw + j0 * sw + b - left,
+                                   sw)
                     else:
-                        for j in range(row_len):
-                            buf[np.uint64(row + j)] = 0.0
+                        padded_row(buf, plane + i * row_len, row_len, 0, 0, xf, 0, 1)
 
 
 @inline

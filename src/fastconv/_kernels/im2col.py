@@ -21,6 +21,7 @@ contracts guarantee every index is in range.
 import numpy as np
 
 from .._jit import kernel
+from .rows import padded_row
 
 
 @kernel
@@ -151,20 +152,7 @@ def im2col_band(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, ow, top
                         continue
                     for j in range(rows):
                         iy = (oy0 + j) * sh + ky * dh - top
-                        dst = dst_row + j * ow
                         if 0 <= iy < ih:
-                            for ox in range(lo):
-                                col[np.uint64(dst + ox)] = 0.0
-                            src = plane + iy * iw + lo * sw + xoff
-                            d = dst + lo
-                            if sw == 1:
-                                for q in range(hi - lo):
-                                    col[np.uint64(d + q)] = xf[np.uint64(src + q)]
-                            else:
-                                for q in range(hi - lo):
-                                    col[np.uint64(d + q)] = xf[np.uint64(src + q * sw)]
-                            for ox in range(hi, ow):
-                                col[np.uint64(dst + ox)] = 0.0
+                            padded_row(col, dst_row + j * ow, ow, lo, hi, xf, plane + iy * iw + lo * sw + xoff, sw)
                         else:
-                            for ox in range(ow):
-                                col[np.uint64(dst + ox)] = 0.0
+                            padded_row(col, dst_row + j * ow, ow, 0, 0, xf, 0, 1)
