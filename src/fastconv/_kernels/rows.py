@@ -1,5 +1,8 @@
 """The row copy shared by the unfolding kernels (``im2col_band``, the row-block kernels' local buffers):
-a strided run of an input row into a row whose cells outside the run are zero padding."""
+a strided run of an input row into a row whose cells outside the run are zero padding.
+
+numba's on-disk cache does not track this module: after editing it, touch ``im2col.py`` and
+``conv_direct_local.py`` (and through it the row-block kernels) so their cached code is rebuilt."""
 
 import numba
 import numpy as np
