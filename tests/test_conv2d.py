@@ -242,13 +242,13 @@ def test_im2col_bands_match_reference(split, monkeypatch, rng, conv2d_ref64, ass
     monkeypatch.setattr(fastconv.bands, "SERIAL_MACS", 0)  # worker threads even for this small problem
     monkeypatch.setattr(fastconv.dispatch, "BATCH_INNER_MAX_OW", 0)  # not the tiny-map layout
     bands = []
-    real = fastconv.conv.im2col_band
+    real = fastconv.bands.im2col_band
 
     def counting(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, *args):
         bands.append((n_img, rows))
         return real(xf, x0, n_img, img_len, c_count, ih, iw, col, oy0, rows, *args)
 
-    monkeypatch.setattr(fastconv.conv, "im2col_band", counting)
+    monkeypatch.setattr(fastconv.bands, "im2col_band", counting)
     x, w, b = _inputs(rng, (5, 3, 8, 7), (4, 3, 3, 2), True, np.float64)
     for options in (dict(padding="same", padding_mode="replicate"), dict(padding=(2, 1), stride=2, dilation=(1, 2))):
         bands.clear()

@@ -31,7 +31,7 @@ from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_m
 from ._validate import as_kernel_array, check_array, check_output_mask, common_dtype, is_int
 from .conv import conv2d, conv2d_problem
 from .blas import single_blas_thread
-from .bands import run_tasks, split_bands
+from .bands import ConvBands, run_tasks, split_bands
 from .conv_transpose import conv_transpose2d, conv_transpose2d_problem
 from .padding import check_padding_mode, pad_nchw
 from .pool import adaptive_max_pool2d, max_pool2d
@@ -166,51 +166,6 @@ class _GradWeightTask:
         return gw.reshape(weight_shape)
 
 
-class _GradInputTask:
-    """Stride-1 input gradient by band GEMMs: per band of the input grid, unfold ``grad_out`` with the
-    flipped padding (``k_eff - 1 - pad``) and multiply by the flipped, channel-swapped filters
-    ``wf[g][c, (o, ky, kx)] = w[g*og + o, c, kh-1-ky, kw-1-kx]``. Every band writes its own outputs."""
-
-    def __init__(self, grad, weight, problem, flip_pads, out_hw, dtype):
-        c_out, cg, kh, kw = weight.shape
-        groups = problem.groups
-        og = c_out // groups
-        self.grad, self.dtype = grad, dtype
-        self.groups, self.og, self.cg = groups, og, cg
-        self.kernel, self.dilation = (kh, kw), problem.dilation
-        self.top, self.left = flip_pads[0][0], flip_pads[1][0]
-        self.out_hw = out_hw
-        self.k_rows = c_out * kh * kw
-        self.wf = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
-                                       .transpose(0, 2, 1, 3, 4).reshape(groups, cg, og * kh * kw), dtype=dtype)
-        n_batch = grad.shape[0]
-        self.out = memory.empty((n_batch, groups * cg) + tuple(out_hw), dtype)
-        self.bands = split_bands(n_batch, out_hw[0], out_hw[1], self.k_rows, np.dtype(dtype).itemsize)
-        self.units = self.bands.count
-        self.macs = n_batch * groups * cg * out_hw[0] * out_hw[1] * og * kh * kw
-
-    def run(self, band, buffers):
-        n0, m, y0, rows = self.bands.band(band)
-        n_batch, c_out, gh, gw_ = self.grad.shape
-        oh, ow = self.out_hw
-        kh, kw = self.kernel
-        img_len = c_out * gh * gw_
-        length = m * rows * ow
-        col_buf = buffers.get("col", self.k_rows * self.bands.max_len, self.dtype)
-        im2col_band(self.grad.reshape(-1), n0 * img_len, m, img_len, c_out, gh, gw_, col_buf, y0, rows, ow,
-                    self.top, self.left, kh, kw, 1, 1, *self.dilation)
-        col = col_buf[:self.k_rows * length].reshape(self.k_rows, length)
-        c_in, ogk, cg = self.groups * self.cg, self.og * kh * kw, self.cg
-        if m == 1:
-            dst = self.out[n0].reshape(c_in, oh * ow)[:, y0 * ow:(y0 + rows) * ow]
-        else:
-            dst = buffers.get("out_x", c_in * self.bands.max_len, self.dtype)[:c_in * length].reshape(c_in, length)
-        for gr in range(self.groups):
-            gemm(self.wf[gr], col[gr * ogk:(gr + 1) * ogk], dst[gr * cg:(gr + 1) * cg], False)
-        if m > 1:
-            np.copyto(self.out[n0:n0 + m].reshape(m, c_in, oh * ow), dst.reshape(c_in, m, oh * ow).transpose(1, 0, 2))
-
-
 class _Uncachable(Exception):
     """An option value the problem cache does not key on (anything but ints, strings, tuples, lists)."""
 
@@ -327,7 +282,7 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
     (top, bottom), (left, right) = problem.pads
     zeros = padding_mode == "zeros"
     tasks = []
-    gx_task = gx = None
+    gx = None
     g = as_kernel_array(g, dtype)
     if want_x:
         # Input gradient of the padded input when the padding copies cells (folded afterwards).
@@ -335,8 +290,15 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
         out_hw = (ih, iw) if zeros else (ih + top + bottom, iw + left + right)
         flip = _flip_pads(problem, pads)
         if problem.stride == (1, 1) and min(min(p) for p in flip) >= 0:
-            gx_task = _GradInputTask(g, weight, problem, flip, out_hw, dtype)
-            tasks.append(gx_task)
+            # A stride-1 conv of grad_out with the flipped, channel-swapped filters
+            # wf[g][c, (o, ky, kx)] = w[g*og + o, c, kh-1-ky, kw-1-kx], padded k_eff - 1 - pad.
+            c_out, cg, kh, kw = weight.shape
+            groups, og = problem.groups, c_out // problem.groups
+            wf = np.ascontiguousarray(weight.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1]
+                                      .transpose(0, 2, 1, 3, 4).reshape(groups, cg, og * kh * kw), dtype=dtype)
+            gx = memory.empty((x.shape[0], groups * cg) + tuple(out_hw), dtype)
+            macs = x.shape[0] * groups * cg * out_hw[0] * out_hw[1] * og * kh * kw
+            tasks.append(ConvBands(g, wf, (kh, kw), (1, 1) + problem.dilation, flip, gx, macs))
         else:
             with serial_if_small(problem.flops // 2):
                 gx = conv_transpose2d(g, weight, stride=problem.stride, padding=pads, output_size=out_hw,
@@ -360,8 +322,6 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
             tasks.insert(0, gw_task)  # the larger units first: better load balance at the end
     if tasks:
         run_tasks(tasks)
-    if gx_task is not None:
-        gx = gx_task.out
     if gw_task is not None:
         gw = gw_task.result(weight.shape)
     if gx is not None and not zeros:

@@ -15,8 +15,11 @@ import itertools
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
 from . import memory
+from ._kernels.backward_conv_gemm import gemm
+from ._kernels.im2col import im2col_band
 from .blas import one_blas_thread
 from .threads import SERIAL_MACS
 from .workers import executor
@@ -130,3 +133,50 @@ def run_tasks(tasks):
         finally:
             for helper in helpers:
                 helper.result()
+
+
+class ConvBands:
+    """A convolution by band GEMMs (a task): per band, unfold ``x`` with the zero padding inline
+    (``im2col_band``) into a cache-resident buffer and multiply by each group's weights on one BLAS
+    thread, writing the band's output rows in place (a band of several small images goes through a
+    buffer and one transposing copy). Each band owns its outputs: bit-identical for any thread count.
+
+    ``x`` (N, C, H, W) C-contiguous; ``wmat`` (G, O/G, C/G * kh * kw) C-contiguous; ``steps`` =
+    ``(sh, sw, dh, dw)``; ``pads`` only the top and left pads are read; ``out`` (N, O, OH, OW)
+    C-contiguous, fully written. No bias. conv2d's im2col, and conv2d_backward's stride-1 input gradient
+    (``grad_out`` with the flipped, channel-swapped filters).
+    """
+
+    def __init__(self, x, wmat, kernel_hw, steps, pads, out, macs, min_bands=1):
+        self.x, self.wmat, self.out = x, wmat, out
+        self.dtype = x.dtype
+        self.groups, self.og, self.k_group = wmat.shape
+        self.c_in, self.ih, self.iw = x.shape[1], x.shape[2], x.shape[3]
+        self.kernel, self.steps = kernel_hw, steps
+        self.top, self.left = pads[0][0], pads[1][0]
+        self.oh, self.ow = out.shape[2], out.shape[3]
+        self.k_rows = self.c_in * kernel_hw[0] * kernel_hw[1]
+        self.bands = split_bands(x.shape[0], self.oh, self.ow, self.k_rows, x.itemsize, min_bands)
+        self.units = self.bands.count
+        self.macs = macs
+
+    def run(self, band, buffers):
+        n0, m, y0, rows = self.bands.band(band)
+        kh, kw = self.kernel
+        img_len = self.c_in * self.ih * self.iw
+        length = m * rows * self.ow
+        col_buf = buffers.get("col", self.k_rows * self.bands.max_len, self.dtype)
+        im2col_band(self.x.reshape(-1), n0 * img_len, m, img_len, self.c_in, self.ih, self.iw, col_buf, y0, rows,
+                    self.ow, self.top, self.left, kh, kw, *self.steps)
+        col = col_buf[:self.k_rows * length].reshape(self.k_rows, length)
+        c_out, positions = self.groups * self.og, self.oh * self.ow
+        if m == 1:
+            dst = self.out[n0].reshape(c_out, positions)[:, y0 * self.ow:(y0 + rows) * self.ow]
+        else:
+            dst = buffers.get("out", c_out * self.bands.max_len, self.dtype)[:c_out * length].reshape(c_out, length)
+        k, og = self.k_group, self.og
+        for gr in range(self.groups):
+            gemm(self.wmat[gr], col[gr * k:(gr + 1) * k], dst[gr * og:(gr + 1) * og], False)
+        if m > 1:
+            np.copyto(self.out[n0:n0 + m].reshape(m, c_out, positions),
+                      dst.reshape(c_out, m, positions).transpose(1, 0, 2))

@@ -9,9 +9,8 @@ from ._kernels.conv_depthwise import conv_depthwise
 from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, MR, NV, conv_taps_blocked, conv_taps_ob1
 from ._kernels.simd import VEC_BYTES
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
-from ._kernels.backward_conv_gemm import gemm
-from ._kernels.im2col import from_batch_inner, im2col_band, to_batch_inner, unfold_batch_inner
-from .bands import CONV_MIN_BANDS, run_tasks, split_bands
+from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inner
+from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
@@ -192,7 +191,7 @@ def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, pad
 
 def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
     """im2col: a plain GEMM for pointwise problems; batch-innermost columns for tiny maps; else band GEMMs
-    on worker threads (:class:`_ConvBands`)."""
+    on worker threads (:class:`fastconv.bands.ConvBands`)."""
     n_batch, groups = problem.n_batch, problem.groups
     kh, kw = problem.kernel_hw
     oh, ow = problem.out_hw
@@ -210,50 +209,10 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
             src, pads = as_kernel_array(x, dtype), problem.pads
         else:
             src, pads = pad_nchw(x, problem.pads, padding_mode, dtype), ((0, 0), (0, 0))
-        run_tasks([_ConvBands(src, np.ascontiguousarray(wmat), problem, pads, dtype, out)])
+        run_tasks([ConvBands(src, np.ascontiguousarray(wmat), problem.kernel_hw, problem.stride + problem.dilation,
+                             pads, out, problem.flops // 2, CONV_MIN_BANDS)])
     if bias is not None:
         out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)
-
-
-class _ConvBands:
-    """conv2d by band GEMMs (``fastconv.bands``): per band, unfold the input with the padding inline
-    (``im2col_band``) into a cache-resident buffer and multiply by the weights per group on one BLAS
-    thread, writing the band's output rows in place (a band of several small images goes through a
-    buffer and one transposing copy). Each band owns its outputs: bit-identical for any thread count."""
-
-    def __init__(self, x, wmat, problem, pads, dtype, out):
-        self.x, self.wmat, self.dtype, self.out = x, wmat, dtype, out
-        self.groups, self.og, self.k_group = wmat.shape
-        self.c_in, self.ih, self.iw = x.shape[1], x.shape[2], x.shape[3]
-        self.kernel = problem.kernel_hw
-        self.steps = problem.stride + problem.dilation
-        self.top, self.left = pads[0][0], pads[1][0]
-        self.oh, self.ow = problem.out_hw
-        self.k_rows = self.c_in * self.kernel[0] * self.kernel[1]
-        self.bands = split_bands(x.shape[0], self.oh, self.ow, self.k_rows, np.dtype(dtype).itemsize, CONV_MIN_BANDS)
-        self.units = self.bands.count
-        self.macs = problem.flops // 2
-
-    def run(self, band, buffers):
-        n0, m, y0, rows = self.bands.band(band)
-        kh, kw = self.kernel
-        img_len = self.c_in * self.ih * self.iw
-        length = m * rows * self.ow
-        col_buf = buffers.get("col", self.k_rows * self.bands.max_len, self.dtype)
-        im2col_band(self.x.reshape(-1), n0 * img_len, m, img_len, self.c_in, self.ih, self.iw, col_buf, y0, rows,
-                    self.ow, self.top, self.left, kh, kw, *self.steps)
-        col = col_buf[:self.k_rows * length].reshape(self.k_rows, length)
-        c_out, positions = self.groups * self.og, self.oh * self.ow
-        if m == 1:
-            dst = self.out[n0].reshape(c_out, positions)[:, y0 * self.ow:(y0 + rows) * self.ow]
-        else:
-            dst = buffers.get("out", c_out * self.bands.max_len, self.dtype)[:c_out * length].reshape(c_out, length)
-        k, og = self.k_group, self.og
-        for gr in range(self.groups):
-            gemm(self.wmat[gr], col[gr * k:(gr + 1) * k], dst[gr * og:(gr + 1) * og], False)
-        if m > 1:
-            np.copyto(self.out[n0:n0 + m].reshape(m, c_out, positions),
-                      dst.reshape(c_out, m, positions).transpose(1, 0, 2))
 
 
 def _run_im2col_batch_inner(problem, x, wmat, bias, padding_mode, dtype, out):
