@@ -133,6 +133,19 @@ def restore_threads():
     fastconv.set_num_threads(before)
 
 
+def at_one_and_two_threads(call):
+    """``(call() on one thread, call() on two threads)``; the thread count is restored afterwards."""
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        one = call()
+        fastconv.set_num_threads(2)
+        two = call()
+    finally:
+        fastconv.set_num_threads(before)
+    return one, two
+
+
 # Finite differences, shared by the backward, layer and loss tests (float64).
 FD_EPS = 1e-6
 FD_TOL = dict(rtol=1e-6, atol=1e-7)

@@ -11,7 +11,7 @@ import fastconv.backward
 import fastconv.bands
 import fastconv.dispatch
 import fastconv.reference as ref
-from conftest import FD_TOL, assert_close_to, numeric_grad
+from conftest import FD_TOL, assert_close_to, at_one_and_two_threads, numeric_grad
 
 
 CONV_CASES = {
@@ -227,14 +227,7 @@ THREAD_CASES = {
 def test_conv2d_backward_bit_identical_across_thread_counts(rng, options):
     x, w = _conv_inputs(rng, options, c_out=8, dtype=np.float32, shape=(3, 8, 20, 17), kernel=(3, 3))
     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = fastconv.conv2d_backward(g, x, w, **options)
-        numba.set_num_threads(2)
-        two = fastconv.conv2d_backward(g, x, w, **options)
-    finally:
-        numba.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: fastconv.conv2d_backward(g, x, w, **options))
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
 
@@ -244,14 +237,7 @@ def test_conv_transpose2d_backward_bit_identical_across_thread_counts(rng):
     x, w = _transpose_inputs(rng, {}, dtype=np.float32, shape=(3, 8, 9, 10), og=8, kernel=(3, 3))
     options = dict(stride=2, padding=1, output_padding=1)
     g = rng.standard_normal(fastconv.conv_transpose2d(x, w, **options).shape).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = fastconv.conv_transpose2d_backward(g, x, w, **options)
-        numba.set_num_threads(2)
-        two = fastconv.conv_transpose2d_backward(g, x, w, **options)
-    finally:
-        numba.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: fastconv.conv_transpose2d_backward(g, x, w, **options))
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
 

@@ -14,7 +14,7 @@ import fastconv.backward as bw
 import fastconv.bands as bands
 import fastconv.dispatch as dispatch
 import fastconv.reference as ref
-from conftest import FD_TOL, assert_close_to, numeric_grad
+from conftest import FD_TOL, assert_close_to, at_one_and_two_threads, numeric_grad
 from fastconv._kernels import backward_conv as kernels
 from fastconv._kernels import backward_conv_gemm
 from fastconv._kernels import im2col as im2col_kernels
@@ -133,14 +133,7 @@ def test_worker_threads_bit_identical_to_one_thread(rng, monkeypatch, options, s
     _set_route(monkeypatch, dict(SERIAL_MACS=0, **split))
     x, w = _conv_inputs(rng, options, c_out=8, dtype=np.float32, shape=(5, 8, 21, 18), kernel=(3, 3))
     g = rng.standard_normal(fastconv.conv2d(x, w, **options).shape).astype(np.float32)
-    before = fastconv.get_num_threads()
-    try:
-        fastconv.set_num_threads(1)
-        one = fastconv.conv2d_backward(g, x, w, **options)
-        fastconv.set_num_threads(2)
-        two = fastconv.conv2d_backward(g, x, w, **options)
-    finally:
-        fastconv.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: fastconv.conv2d_backward(g, x, w, **options))
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     _triple_close(two, ref.conv2d_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
@@ -153,14 +146,7 @@ def test_large_problem_bit_identical_across_thread_counts(rng):
     x = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
     w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
     g = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
-    before = fastconv.get_num_threads()
-    try:
-        fastconv.set_num_threads(1)
-        one = fastconv.conv2d_backward(g, x, w, padding=1)
-        fastconv.set_num_threads(2)
-        two = fastconv.conv2d_backward(g, x, w, padding=1)
-    finally:
-        fastconv.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: fastconv.conv2d_backward(g, x, w, padding=1))
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
 

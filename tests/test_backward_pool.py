@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 import fastconv.reference as ref
-from conftest import FD_TOL, assert_close_to, distinct, numeric_grad
+from conftest import FD_TOL, assert_close_to, at_one_and_two_threads, distinct, numeric_grad
 
 
 
@@ -234,14 +234,7 @@ def test_pool_backward_bit_identical_across_thread_counts(rng, name, n_batch):
     # n_batch 1 with 2 channels: fewer planes than tasks wanted, so row blocks depend on the thread count.
     x = rng.standard_normal((n_batch, 2, 13, 11)).astype(np.float32)
     g = rng.standard_normal((n_batch, 2) + THREAD_OUT[name]).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = THREAD_CASES[name](g, x)
-        numba.set_num_threads(2)
-        two = THREAD_CASES[name](g, x)
-    finally:
-        numba.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: THREAD_CASES[name](g, x))
     np.testing.assert_array_equal(one, two)
 
 
@@ -353,12 +346,5 @@ def test_spp_max_backward_equals_the_sum_of_per_level_routes_with_ties_and_nans(
 def test_spp_max_backward_bit_identical_across_thread_counts(rng):
     x = rng.standard_normal((32, 192, 13, 13)).astype(np.float32)  # above the serial threshold
     g = rng.standard_normal((32, 192 * 21)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = fastconv.spatial_pyramid_pool2d_backward(g, x, (1, 2, 4))
-        numba.set_num_threads(2)
-        two = fastconv.spatial_pyramid_pool2d_backward(g, x, (1, 2, 4))
-    finally:
-        numba.set_num_threads(before)
+    one, two = at_one_and_two_threads(lambda: fastconv.spatial_pyramid_pool2d_backward(g, x, (1, 2, 4)))
     np.testing.assert_array_equal(one, two)
