@@ -113,6 +113,19 @@ def grad_weight_rows(x, g, gw, gb, acc_bias, top, left, sh, sw, dh, dw, groups):
 
 
 @kernel
+def _axis_sources(size, k, step, dil, pad, out_size):
+    """Per input index ``y`` and tap ``ky`` along one axis, the output index whose tap ``ky`` reads ``y``
+    (``(y + pad - ky * dil) / step``), or -1 when none does."""
+    src = np.full((size, k), -1, dtype=np.int64)
+    for y in range(size):
+        for ky in range(k):
+            t = y + pad - ky * dil
+            if t >= 0 and t % step == 0 and t // step < out_size:
+                src[y, ky] = t // step
+    return src
+
+
+@kernel
 def fold_batch_inner(colb, gx, acc, kh, kw, sh, sw, dh, dw, top, left):
     """Adjoint of the unfold, gather form, back to NCHW:
     ``gx[n, c, y, x] = sum over taps (ky, kx) and outputs (oy, ox) with y = oy*sh + ky*dh - top,
@@ -125,18 +138,8 @@ def fold_batch_inner(colb, gx, acc, kh, kw, sh, sw, dh, dw, top, left):
     n_batch, c_in, ih, iw = gx.shape
     oh = colb.shape[1]
     ow = colb.shape[2] // n_batch
-    row_of = np.full((ih, kh), -1, dtype=np.int64)
-    for y in range(ih):
-        for ky in range(kh):
-            t = y + top - ky * dh
-            if t >= 0 and t % sh == 0 and t // sh < oh:
-                row_of[y, ky] = t // sh
-    col_of = np.full((iw, kw), -1, dtype=np.int64)
-    for x in range(iw):
-        for kx in range(kw):
-            t = x + left - kx * dw
-            if t >= 0 and t % sw == 0 and t // sw < ow:
-                col_of[x, kx] = t // sw
+    row_of = _axis_sources(ih, kh, sh, dh, top, oh)
+    col_of = _axis_sources(iw, kw, sw, dw, left, ow)
     cf = colb.reshape(-1)
     gf = gx.reshape(-1)
     step = c_in * ih * iw
