@@ -298,7 +298,7 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
                                       .transpose(0, 2, 1, 3, 4).reshape(groups, cg, og * kh * kw), dtype=dtype)
             gx = memory.empty((x.shape[0], groups * cg) + tuple(out_hw), dtype)
             macs = x.shape[0] * groups * cg * out_hw[0] * out_hw[1] * og * kh * kw
-            tasks.append(ConvBands(g, wf, (kh, kw), (1, 1) + problem.dilation, flip, gx, macs))
+            tasks.append(ConvBands(g, wf, (kh, kw), (1, 1) + problem.dilation, flip[0][0], flip[1][0], gx, macs))
         else:
             with serial_if_small(problem.flops // 2):
                 gx = conv_transpose2d(g, weight, stride=problem.stride, padding=pads, output_size=out_hw,

@@ -142,18 +142,18 @@ class ConvBands:
     buffer and one transposing copy). Each band owns its outputs: bit-identical for any thread count.
 
     ``x`` (N, C, H, W) C-contiguous; ``wmat`` (G, O/G, C/G * kh * kw) C-contiguous; ``steps`` =
-    ``(sh, sw, dh, dw)``; ``pads`` only the top and left pads are read; ``out`` (N, O, OH, OW)
+    ``(sh, sw, dh, dw)``; ``top``, ``left`` the zero padding before ``x``; ``out`` (N, O, OH, OW)
     C-contiguous, fully written. No bias. conv2d's im2col, and conv2d_backward's stride-1 input gradient
     (``grad_out`` with the flipped, channel-swapped filters).
     """
 
-    def __init__(self, x, wmat, kernel_hw, steps, pads, out, macs, min_bands=1):
+    def __init__(self, x, wmat, kernel_hw, steps, top, left, out, macs, min_bands=1):
         self.x, self.wmat, self.out = x, wmat, out
         self.dtype = x.dtype
         self.groups, self.og, self.k_group = wmat.shape
         self.c_in, self.ih, self.iw = x.shape[1], x.shape[2], x.shape[3]
         self.kernel, self.steps = kernel_hw, steps
-        self.top, self.left = pads[0][0], pads[1][0]
+        self.top, self.left = top, left
         self.oh, self.ow = out.shape[2], out.shape[3]
         self.k_rows = self.c_in * kernel_hw[0] * kernel_hw[1]
         self.bands = split_bands(x.shape[0], self.oh, self.ow, self.k_rows, x.itemsize, min_bands)

@@ -18,7 +18,7 @@ from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_i
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
-from .padding import check_padding_mode, pad_nchw
+from .padding import check_padding_mode
 from .shapes import output_size_2d, padding_2d
 from .threads import serial_if_small
 
@@ -205,12 +205,9 @@ def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):
         _run_im2col_batch_inner(problem, x, wmat, bias, padding_mode, dtype, out)
         return
     else:
-        if padding_mode == "zeros":
-            src, pads = as_kernel_array(x, dtype), problem.pads
-        else:
-            src, pads = pad_nchw(x, problem.pads, padding_mode, dtype), ((0, 0), (0, 0))
+        src, top, left = local_input(x, problem.pads, padding_mode, dtype)
         run_tasks([ConvBands(src, np.ascontiguousarray(wmat), problem.kernel_hw, problem.stride + problem.dilation,
-                             pads, out, problem.flops // 2, CONV_MIN_BANDS)])
+                             top, left, out, problem.flops // 2, CONV_MIN_BANDS)])
     if bias is not None:
         out += bias.astype(dtype, copy=False).reshape(1, -1, 1, 1)
 
@@ -226,10 +223,8 @@ def _run_im2col_batch_inner(problem, x, wmat, bias, padding_mode, dtype, out):
     (sh, sw), (dh, dw) = problem.stride, problem.dilation
     groups, o_per_group, k_per_group = wmat.shape
     xb = memory.empty((c_in, ih + top + bottom, iw + left + right, n_batch), dtype)
-    if padding_mode == "zeros":
-        to_batch_inner(as_kernel_array(x, dtype), xb, top, left)
-    else:
-        to_batch_inner(pad_nchw(x, problem.pads, padding_mode, dtype), xb, 0, 0)
+    src, src_top, src_left = local_input(x, problem.pads, padding_mode, dtype)
+    to_batch_inner(src, xb, src_top, src_left)
     positions = oh * ow * n_batch
     colb = memory.empty((groups, k_per_group, positions), dtype)
     unfold_batch_inner(xb, colb.reshape(c_in * kh * kw, oh, ow * n_batch), kh, kw, sh, sw, dh, dw)

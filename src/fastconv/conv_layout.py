@@ -13,7 +13,7 @@ from ._kernels.conv_direct_local import TAP_GROUP
 from ._validate import as_kernel_array
 from .padding import pad_nchw
 
-TAP_UNROLL = 3  # the direct kernels consume taps three at a time
+TAP_UNROLL = 3  # the one-channel direct kernel consumes taps three at a time (padding taps have zero weight)
 
 
 def _ceil_div(a, b):
