@@ -66,11 +66,11 @@ def test_out_argument_is_filled_and_returned(dtype, rng, conv2d_ref64, assert_cl
     assert_close(out, conv2d_ref64(x, w, b, stride=2, padding="same"), dtype)
 
 
-def test_auto_picks_it_for_a_single_channel_stem_and_matches_explicit_choice(rng):
-    x, w, b = conv_inputs(rng, (2, 1, 32, 32), (16, 1, 5, 5), True, np.float32)
-    assert fastconv.plan_conv2d(x.shape, w.shape, padding="same").algo == "first_layer"
-    np.testing.assert_array_equal(fastconv.conv2d(x, w, b, padding="same"),
-                                  fastconv.conv2d(x, w, b, padding="same", algo="first_layer"))
+def test_auto_picks_it_for_four_channel_groups_and_matches_explicit_choice(rng):
+    x, w, b = conv_inputs(rng, (2, 8, 32, 32), (16, 2, 5, 5), True, np.float32)
+    assert fastconv.plan_conv2d(x.shape, w.shape, padding="same", groups=4).algo == "first_layer"
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, b, padding="same", groups=4),
+                                  fastconv.conv2d(x, w, b, padding="same", groups=4, algo="first_layer"))
 
 
 @st.composite

@@ -22,6 +22,7 @@ ALGOS = ("auto", "direct", "im2col")
 # strided, and enough positions for several tiles per image so the work is really split.
 THREAD_CASES = {
     "dense": ((2, 6, 21, 19), (16, 6, 3, 3), dict(padding=1)),
+    "channel_blocks": ((3, 8, 20, 17), (40, 8, 3, 3), dict(padding=1)),  # 3 float32 / 5 float64 blocks
     "depthwise": ((2, 8, 21, 19), (8, 1, 3, 3), dict(padding="same", groups=8)),
     "strided_reflect": ((1, 5, 23, 17), (12, 5, 5, 3), dict(stride=2, padding=2, padding_mode="reflect")),
 }
@@ -141,7 +142,8 @@ def _conv_dispatchers():
         "conv_taps_blocked": conv_direct.conv_taps_blocked,
         "conv_taps_ob1": conv_direct.conv_taps_ob1,
         "_store_tile": conv_direct._store_tile,
-        "_store_micro": conv_direct._store_micro,
+        "_store_block": conv_direct._store_block,
+        "_virtual_positions": conv_direct._virtual_positions,
         "im2col_band": im2col_module.im2col_band,
     }
 
@@ -180,8 +182,10 @@ def test_few_compiled_specialisations(rng):
             fastconv.conv2d(x, w, b, algo=algo, out=out)
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
     # One specialisation per float dtype for every kernel, including the helpers _store_tile and
-    # _store_micro that the jitted kernels call (passed int64 row counts, so typed once per dtype).
-    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col_band": 2, "_store_tile": 2, "_store_micro": 2}
+    # _store_block that the jitted kernels call (passed int64 counts, so typed once per dtype), and at most
+    # one of the dtype-free _virtual_positions.
+    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col_band": 2, "_store_tile": 2, "_store_block": 2,
+              "_virtual_positions": 1}
     assert all(counts[name] <= limit for name, limit in limits.items()), counts
     # Not vacuous: the kernels called from Python did compile (a helper inlined into a caller's
     # compilation, like _store_tile, may show none).

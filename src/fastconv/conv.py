@@ -6,15 +6,14 @@ import numpy as np
 from . import memory
 
 from ._kernels.conv_depthwise import conv_depthwise
-from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, MR, NV, conv_taps_blocked, conv_taps_ob1
-from ._kernels.simd import VEC_BYTES
+from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, NP, channel_block, conv_taps_blocked, conv_taps_ob1
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
 from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inner
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
-                          pack_local_weights, pack_weights, tap_list)
+                          pack_local_weights, pack_weights, padded_geometry, tap_list)
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
@@ -137,34 +136,36 @@ def _bias_or_zeros(bias, c_out, dtype):
 
 
 def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
-    """Space-to-depth planes + tap list + register-blocked direct kernel (bias fused)."""
+    """Padded planes + tap list + register-blocked direct kernel (bias fused); the one-channel variant
+    reads space-to-depth planes."""
     in_hw, pads = problem.in_hw, problem.pads
     if padding_mode != "zeros":  # the planes are built from the padded array: no implicit zeros
         (top, bottom), (left, right) = pads
         in_hw, pads = (in_hw[0] + top + bottom, in_hw[1] + left + right), ((0, 0), (0, 0))
-    row_len, rows, tail = direct_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
-                                          problem.out_hw)
-    planes = make_planes(x, problem.pads, padding_mode, problem.stride, row_len, rows, tail, dtype)
-    tap_plane, tap_off = tap_list(problem.c_in // problem.groups, problem.kernel_hw, problem.stride,
-                                  problem.dilation, row_len)
     bias = _bias_or_zeros(bias, problem.c_out, dtype)
+    c_per_group = problem.c_in // problem.groups
     o_per_group = problem.c_out // problem.groups
     if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
+        row_len, rows, tail = direct_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
+                                              problem.out_hw)
+        planes = make_planes(x, problem.pads, padding_mode, problem.stride, row_len, rows, tail, dtype)
+        tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, problem.stride, problem.dilation, row_len)
         wpk = pack_weights(weight, problem.groups, 1, tap_plane.size, dtype)
         conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows)
         return
-    micro = NV * VEC_BYTES // np.dtype(dtype).itemsize
-    npos = (problem.n_batch - 1) * rows * row_len + problem.out_hw[0] * row_len
-    if npos < micro:  # a tiny output: room for one whole micro-tile of reads
-        wide = np.zeros((planes.shape[0], planes.shape[1] + micro), dtype=dtype)
-        wide[:, :planes.shape[1]] = planes
-        planes = wide
+    row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
+                                          problem.out_hw)
+    planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
+    tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
     starts = tap_plane * planes.shape[1] + tap_off
-    wpk = pack_weights(weight, problem.groups, MR, tap_plane.size, dtype)
+    wpk = pack_weights(weight, problem.groups, channel_block(np.dtype(dtype).itemsize), tap_plane.size, dtype)
     n_blocks = wpk.shape[1]
-    items = problem.groups * -(-npos // (micro * MICRO_TILES_PER_ITEM))
+    oh, ow = problem.out_hw
+    items = problem.groups * -(-(problem.n_batch * oh * ow) // (NP * MICRO_TILES_PER_ITEM))
     runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
-    conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, -(-n_blocks // runs), DIRECT_CHUNK_TAPS)
+    (sh, sw) = problem.stride
+    conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, -(-n_blocks // runs),
+                      DIRECT_CHUNK_TAPS)
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

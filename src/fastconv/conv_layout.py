@@ -47,6 +47,24 @@ def direct_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
     return row_len, rows, 0
 
 
+def padded_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
+    """Plane geometry of the padded input read at strided positions: (row_len, rows, tail).
+
+    For the register-blocked direct kernel, which steps its positions by the stride instead of
+    reading space-to-depth planes: output ``(oy, ox)`` and tap ``(ky, kx)`` read row
+    ``oy * sh + ky * dh`` and column ``ox * sw + kx * dw`` of the padded image. Compact rows as in
+    :func:`direct_geometry` (``row_len = W + max(left, right)``: one row's trailing zeros are the next
+    row's left padding; likewise between images), and ``tail`` zeros so the last image's furthest read
+    stays inside the plane.
+    """
+    (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k_hw, s_hw, d_hw, out_hw
+    row_len = iw + max(left, right)
+    rows = ih + max(top, bottom)
+    last_read = ((oh - 1) * sh + (kh - 1) * dh) * row_len + (ow - 1) * sw + (kw - 1) * dw
+    return row_len, rows, max(0, last_read + 1 - rows * row_len)
+
+
 @functools.lru_cache(maxsize=64)
 def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
     """Plane index (relative to the group) and flat offset of every tap (c, ky, kx), padded to 3s.

@@ -22,8 +22,8 @@ CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # what "
 BATCH_INNER_MAX_OW = 16
 BATCH_INNER_MAX_GROUPS = 4
 
-# Output channels per group below which the 4-channel micro-tile of the direct kernel would be mostly
-# padding, so ``algo="direct"`` uses its one-channel variant.
+# Output channels per group below which the direct kernel's 16-channel (float32) micro-tile would be
+# mostly padding, so ``algo="direct"`` uses its one-channel variant.
 DIRECT_BLOCK_MIN_CHANNELS = 4
 
 # The direct kernel splits its channel blocks until a call has at least this many work items (from the
@@ -31,7 +31,7 @@ DIRECT_BLOCK_MIN_CHANNELS = 4
 DIRECT_MIN_ITEMS = 16
 
 # Taps per pass of the direct kernel over a work item's positions (32 channels of a 3x3 kernel): the
-# pass's packed weights (288 x 4 values) and input rows stay in the 32 KiB L1 cache.
+# pass's packed weights (288 x 16 float32 values, 18 KiB) stay in the 32 KiB L1 cache.
 DIRECT_CHUNK_TAPS = 288
 
 # With at most this many output channels per group, conv2d runs the depthwise kernel (one output
@@ -41,30 +41,23 @@ DIRECT_CHUNK_TAPS = 288
 # channels: 29 vs first_layer 16-18, direct 9.
 DEPTHWISE_MAX_CHANNELS = 3
 
-# One input channel per group and up to this many taps per output (kH * kW): the first-layer kernel
-# (local row blocks, 4 output channels per pass) is as fast as the register-blocked direct kernel,
-# which beats it everywhere else since it stores full micro-tiles from registers. 2 threads, float32
-# GFLOP/s, best of 14, first_layer vs direct vs im2col: L8 (64, 1, 28, 28) -> 32 k5 34 vs 32 vs 32;
-# (8, 1, 28, 28) -> 6 k5 9.9 vs 8.5 vs 5.7; but with 3+ channels L1 47 vs 68 vs 46, (8, 4, 56, 56) ->
-# 32 41 vs 51 vs 35, (8, 8, 56, 56) -> 32 45 vs 65 vs 41, (1, 3, 224, 224) -> 16 39 vs 52 vs 25.
+# Four output channels per group and at most this many taps: the first-layer kernel (local row blocks,
+# 4 output channels per pass) fits the group exactly, where the direct kernel's 16-channel micro-tile
+# would be three-quarters padding. 2 threads, float32 GFLOP/s, first_layer vs direct: (8, 128, 28, 28)
+# groups 32 (4 -> 4 channels) 30 vs 15; (8, 64, 28, 28) -> 128 groups 32 (2 -> 4) 16 vs 9. With more
+# channels per group the direct kernel catches up or wins: groups 16 (8 -> 8) 41 vs 35, (8, 1, 28, 28)
+# -> 6 k5 5 vs 10, L8 (64, 1, 28, 28) -> 32 k5 40 vs 47 (bench run: 35 vs 65).
+FIRST_LAYER_CHANNELS = 4
 FIRST_LAYER_MAX_TAPS = 72
 
-# The direct kernel re-reads each 4-channel block's packed weights once per tile of positions, so
-# when the weights are large against the positions (per group: (O/g) * taps weights per output
-# position above this), im2col's GEMM, which streams them better, wins. 2 threads, float32 GFLOP/s,
-# direct vs im2col (weights per position): L5 (32, 256, 14, 14) 129 vs 106 (94); (1, 128, 28, 28) 67
-# vs 62 (188); (32, 256, 7, 7) 74 vs 121 (376); (4, 256, 14, 14) 56 vs 103 (752); (32, 512, 7, 7) 89
-# vs 117 (1505); (32, 128, 7, 7) 56 vs 61 (94, a tie).
+# The direct kernel re-reads each 16-channel block's packed weights once per tile of 192 positions, so
+# when the weights are large against the positions (per group: (O/g) * taps weights per output position
+# above this), im2col's GEMM, which streams them better, wins. 2 threads, float32 GFLOP/s, direct vs
+# im2col (weights per position), two runs: (32, 256, 7, 7) 107 / 114 vs 118 / 117 (376); (4, 256, 14, 14)
+# 92 / 92 vs 110 / 106 (752); (32, 512, 7, 7) 106 / 134 vs 119 / 146 (1505); at or below the threshold
+# it goes either way or to direct: L5 (32, 256, 14, 14) 109 / 122 / 160 vs 118 / 127 / 150 (94), (32,
+# 128, 7, 7) 88 / 116 vs 90 / 94 (94).
 DIRECT_MAX_WEIGHTS_PER_POSITION = 192
-
-# Narrow maps with many taps go to im2col's band GEMMs: the direct kernel computes and discards the
-# padding column and row of every 14-wide row and image (15 %; 31 % at 7 x 7), while the GEMMs' efficiency
-# grows with the taps. 2 threads, float32 GFLOP/s, direct vs im2col (taps): L5 (32, 256, 14, 14) 119 vs
-# 157 (2304; bench: 136 vs 156, 106 vs 120); (32, 128, 7, 7) 65 vs 98 (1152). At 576 taps it goes either
-# way: (8, 64, 14, 14) 58 vs 72, but (32, 64, 7, 7) 66 vs 59 and (64, 64, 4, 4) -> 32 39 vs 30; fewer
-# taps stay direct: (32, 32, 14, 14) 70 vs 41 (288). Wider: (32, 64, 16, 16) 107 vs 97.
-NARROW_MAP_MAX_WIDTH = 14
-NARROW_MAP_MIN_TAPS = 1024
 
 # Local positions (output rows x padded row length) per work item of the depthwise kernel: a 56x56 map
 # (row length 58) is one item per plane, larger maps are split into row blocks.
@@ -144,24 +137,17 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
     taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
-    if problem.c_in == problem.groups and taps <= FIRST_LAYER_MAX_TAPS:
-        return "first_layer", (f"one input channel per group and {taps} taps per output (<= "
-                               f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel, 4 output channels per pass")
-    if problem.stride != (1, 1):
-        return "im2col", "stride > 1: im2col reads only the strided windows (L3: 89 vs direct 71 GFLOP/s)"
-    if problem.batch_inner_fits() and problem.n_batch > 1:
-        return "im2col", ("tiny maps on a small problem: one batch-innermost GEMM (digits conv2: 136 vs "
-                          "direct 204 us)")
-    if problem.out_hw[1] <= NARROW_MAP_MAX_WIDTH and taps >= NARROW_MAP_MIN_TAPS:
-        return "im2col", (f"narrow maps ({problem.out_hw[1]} <= {NARROW_MAP_MAX_WIDTH} wide) with {taps} taps "
-                          f"(>= {NARROW_MAP_MIN_TAPS}): band GEMMs waste no padding positions (L5: 156 vs "
-                          "direct 136 GFLOP/s)")
+    if o_per_group == FIRST_LAYER_CHANNELS and taps <= FIRST_LAYER_MAX_TAPS:
+        return "first_layer", (f"{o_per_group} output channels per group and {taps} taps per output (<= "
+                               f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel's 4-channel pass fits the group "
+                               "(groups 32 of 4 -> 4: 30 vs direct 15 GFLOP/s)")
     positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
         return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
                           f"{DIRECT_MAX_WEIGHTS_PER_POSITION}): the GEMM streams the large weights better")
-    return "direct", "stride-1 with many taps: the register-blocked direct kernel (L2: 109 vs im2col 71 GFLOP/s)"
+    return "direct", ("the register-blocked direct kernel (L2: 165 vs im2col 135, L3 stride 2: 141 vs 124, "
+                      "L8 one input channel: 65 vs first_layer 35 GFLOP/s)")
 
 
 def measure_key(problem):
