@@ -1,27 +1,31 @@
-"""Direct convolution over a "tap list": the kernel behind ``conv2d(algo="direct")``.
+"""Direct convolution over a "tap list": the kernels behind ``conv2d(algo="direct")``.
 
-Index algebra (done once, in ``fastconv.conv_layout``, not here). The padded input is rearranged into
-*planes*: for stride ``(sh, sw)`` plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]`` (space-to-depth;
-with stride 1 a plane is simply channel ``c``). A plane stores every image back to back, each as
-``rows x row_len`` values, so image ``n``, row ``i``, column ``j`` sits at ``n * plane_len + i * row_len + j``
-(``plane_len = rows * row_len``). A tap ``(c, ky, kx)`` reads plane ``(c, (ky*dh) % sh, (kx*dw) % sw)`` at
-flat offset ``((ky*dh) // sh) * row_len + (kx*dw) // sw``, and output ``(n, oy, ox)`` reads every tap
-relative to its *virtual position* ``p = n * plane_len + oy * row_len + ox``. So for every tap::
+Index algebra (done once, in ``fastconv.conv_layout``, not here). The padded input is stored as
+*planes*, one per channel, every image back to back as ``rows x row_len`` values (image ``n``, row ``i``,
+column ``j`` at ``n * plane_len + i * row_len + j``, ``plane_len = rows * row_len``). Output
+``(n, oy, ox)`` reads every tap relative to its *virtual position*
+``p = n * plane_len + oy * sh * row_len + ox * sw``, and tap ``(c, ky, kx)`` sits in plane ``c`` at
+offset ``ky * dh * row_len + kx * dw``. So for every tap::
 
-    out[o, (n, oy, ox)] += w[o, tap] * planes[plane(tap), p(n, oy, ox) + offset(tap)]
+    out[o, (n, oy, ox)] += w[o, tap] * planes[c(tap), p(n, oy, ox) + offset(tap)]
 
 Register-blocked micro-kernel (:func:`tap_microkernel`, ``conv_taps_blocked``): a micro-tile of
 ``NP = 6`` output positions x ``MV = 2`` vectors of output channels (16 float32 / 8 float64) keeps its
-12 accumulators in vector registers over the taps: per tap 2 aligned loads of packed weights, 6
-broadcasts of one input value per position and 12 fused multiply-adds (15 of AVX2's 16 registers).
-The positions are any 6 outputs, each read through its own virtual position (a table per work item),
-so a micro-tile never spends work on the padding columns between rows or the rows between images,
-and broadcasts never straddle cache lines. The work item's outputs run in flat (n, oy, ox) order;
-its last micro-tile repeats the last position (computed twice, stored once). Taps run in chunks
-(partial sums wait in a per-item buffer, in tap order whatever the chunking); the finished block is
-copied with the bias into ``out``, each channel's run of positions contiguous.
-``conv_taps_ob1`` (one output channel per item, for few channels per group) accumulates in an
-L1-resident buffer instead (:mod:`tap_accumulate`).
+12 accumulators in vector registers over the taps: per tap 2 loads of packed weights, 6 broadcasts of
+one input value per position and 12 fused multiply-adds (15 of AVX2's 16 registers). The positions are
+any 6 outputs, each read through its own virtual position (a table per work item), so a micro-tile
+never spends work on the padding columns between rows or the rows between images, the stride costs
+no space-to-depth copy, and broadcasts never straddle cache lines. A work item's outputs run in flat
+``(n, oy, ox)`` order; its last micro-tile repeats the last position (computed twice, stored once).
+Taps run in chunks (partial sums wait in a per-item buffer, in tap order whatever the chunking); the
+finished block is copied with the bias into ``out``, lanes x lanes blocks transposed in registers.
+
+``conv_taps_ob1`` (one output channel per item, for few channels per group) reads *space-to-depth*
+planes instead (plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]``; a tap reads plane
+``(c, (ky*dh) % sh, (kx*dw) % sw)`` at offset ``((ky*dh) // sh) * row_len + (kx*dw) // sw`` from
+``p = n * plane_len + oy * row_len + ox``) and runs unit-stride loops over consecutive virtual
+positions, accumulating in an L1-resident buffer (:mod:`tap_accumulate`); positions outside the output
+are computed and discarded.
 
 Parallel ownership: one ``prange`` iteration = (group, tile of output positions, run of
 output-channel blocks), the run varying fastest so that the two threads work on the same input tile
