@@ -158,13 +158,16 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
     tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
     starts = tap_plane * planes.shape[1] + tap_off
-    wpk = pack_weights(weight, problem.groups, channel_block(np.dtype(dtype).itemsize), tap_plane.size, dtype)
+    block = channel_block(np.dtype(dtype).itemsize)
+    wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
     n_blocks = wpk.shape[1]
+    bpk = np.zeros((problem.groups, n_blocks * block), dtype=dtype)  # padded like the weights' blocks
+    bpk[:, :o_per_group] = bias.reshape(problem.groups, o_per_group)
     oh, ow = problem.out_hw
     items = problem.groups * -(-(problem.n_batch * oh * ow) // (NP * MICRO_TILES_PER_ITEM))
     runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
     (sh, sw) = problem.stride
-    conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, -(-n_blocks // runs),
+    conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, -(-n_blocks // runs),
                       DIRECT_CHUNK_TAPS)
 
 

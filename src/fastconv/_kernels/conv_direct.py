@@ -17,8 +17,10 @@ any 6 outputs, each read through its own virtual position (a table per work item
 never spends work on the padding columns between rows or the rows between images, the stride costs
 no space-to-depth copy, and broadcasts never straddle cache lines. A work item's outputs run in flat
 ``(n, oy, ox)`` order; its last micro-tile repeats the last position (computed twice, stored once).
-Taps run in chunks (partial sums wait in a per-item buffer, in tap order whatever the chunking); the
-finished block is copied with the bias into ``out``, lanes x lanes blocks transposed in registers.
+Taps run in chunks (partial sums wait in a per-item buffer, in tap order whatever the chunking); in
+the last pass a micro-tile inside one image stores its sums plus the bias straight from the registers,
+transposed there (each output channel's six positions are contiguous in ``out``); the others go
+through the buffer and :func:`_store_block`.
 
 ``conv_taps_ob1`` (one output channel per item, for few channels per group) reads *space-to-depth*
 planes instead (plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]``; a tap reads plane
@@ -40,7 +42,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
-from .simd import VEC_BYTES, Vec, address, float_array, vec_lanes, vector_pointer, vstore_transposed
+from .simd import (VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vec_lanes,
+                   vector_pointer, vstore_transposed)
 from .tap_accumulate import accumulate_taps_1
 
 MV = 2  # vectors of output channels per micro-tile
@@ -55,20 +58,29 @@ def channel_block(itemsize):
 
 
 @intrinsic
-def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, resume):
-    """``acc[a0 + j * B + c] = (acc[a0 + j * B + c] if resume else 0) + sum_t xf[pix[k0 + j] + starts[t]] *
-    wf[t * B + c]`` for positions ``j < NP``, channels ``c < B = MV * lanes`` and taps t in ``[t_lo, t_hi)``
-    in order (fused multiply-adds); the 12 accumulators stay in registers for the whole tap loop.
+def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, resume, of, o_base, o_stride, bias,
+                    b0, n_rows):
+    """``s[j, c] = (acc[a0 + j * B + c] if resume else 0) + sum_t xf[pix[k0 + j] + starts[t]] * wf[t * B + c]``
+    for positions ``j < NP``, channels ``c < B = MV * lanes`` and taps t in ``[t_lo, t_hi)`` in order
+    (fused multiply-adds); the 12 accumulators stay in registers for the whole tap loop.
 
-    ``xf``, ``wf`` flat and ``acc`` flat C-contiguous arrays of one float dtype, ``starts`` and ``pix``
-    int64, ``resume`` a bool; every index in range (no checks).
+    Then, with ``o_base < 0``: ``acc[a0 + j * B + c] = s[j, c]``; else the finished sums go straight to
+    the output, transposed in registers: ``of[o_base + c * o_stride + j] = s[j, c] + bias[b0 + c]`` for
+    ``c < n_rows`` (six positions contiguous in one image's output rows: no round trip through ``acc``
+    and no separate store pass).
+
+    ``xf``, ``wf``, ``acc``, ``of``, ``bias`` flat C-contiguous arrays of one float dtype (``bias`` holds
+    ``B`` values from ``b0``), ``starts`` and ``pix`` int64, ``resume`` a bool; every index in range (no
+    checks).
     """
-    if not (float_array(xf) and float_array(wf) and float_array(acc) and xf.dtype == wf.dtype == acc.dtype):
+    if not (float_array(xf) and float_array(wf) and float_array(acc) and float_array(of) and float_array(bias)
+            and xf.dtype == wf.dtype == acc.dtype == of.dtype == bias.dtype):
         return None
     vt = Vec(xf.dtype)
 
     def codegen(context, builder, sig, args):
-        xf_v, starts_v, lo_v, hi_v, pix_v, k0_v, wf_v, acc_v, a0_v, resume_v = args
+        (xf_v, starts_v, lo_v, hi_v, pix_v, k0_v, wf_v, acc_v, a0_v, resume_v, of_v, ob_v, os_v, bias_v, b0_v,
+         nr_v) = args
         lanes, bits = vt.lanes, xf.dtype.bitwidth
         align = bits // 8
         block = MV * lanes
@@ -106,11 +118,48 @@ def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, res
                                             undef, splat)
                 for v in range(MV):
                     builder.store(builder.call(fma, [xv, ws[v], builder.load(accs[j][v])]), accs[j][v])
-        for j in range(NP):
-            for v in range(MV):
-                builder.store(builder.load(accs[j][v]), acc_pointer(j, v), align=align)
+        with builder.if_else(builder.icmp_signed(">=", ob_v, ir.Constant(ob_v.type, 0))) as (to_out, to_acc):
+            with to_out:
+                _store_transposed(context, builder, sig, accs, of_v, ob_v, os_v, bias_v, b0_v, nr_v, lanes, align)
+            with to_acc:
+                for j in range(NP):
+                    for v in range(MV):
+                        builder.store(builder.load(accs[j][v]), acc_pointer(j, v), align=align)
         return context.get_dummy_value()
-    return types.void(xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, resume), codegen
+    return (types.void(xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, resume, of, o_base, o_stride, bias, b0, n_rows),
+            codegen)
+
+
+def _store_transposed(context, builder, sig, accs, of_v, ob_v, os_v, bias_v, b0_v, nr_v, lanes, align):
+    """IR of ``of[o_base + c * o_stride + j] = accs[j][c // lanes][c % lanes] + bias[b0 + c]`` for
+    ``j < NP`` and channels ``c < n_rows``: positions in groups of ``lanes``, each group transposed in
+    registers (missing rows undefined), then each channel's run of positions stored in power-of-two
+    pieces."""
+    i64 = ir.IntType(64)
+    vty = accs[0][0].type.pointee
+    undef = ir.Constant(vty, ir.Undefined)
+    of_ty, bias_ty = sig.args[10], sig.args[13]
+    for v in range(MV):
+        b = builder.load(vector_pointer(context, builder, bias_ty, bias_v,
+                                        builder.add(b0_v, ir.Constant(i64, v * lanes)), lanes), align=align)
+        for g0 in range(0, NP, lanes):
+            count = min(lanes, NP - g0)
+            rows = [builder.load(accs[j][v]) for j in range(g0, g0 + count)] + [undef] * (lanes - count)
+            for c, row in enumerate(transpose_rows(builder, rows)):
+                with builder.if_then(builder.icmp_signed(">", nr_v, ir.Constant(nr_v.type, v * lanes + c))):
+                    row = builder.fadd(row, builder.shuffle_vector(b, undef, shuffle_mask([c] * lanes)))
+                    dst = builder.add(ob_v, builder.add(builder.mul(os_v, ir.Constant(i64, v * lanes + c)),
+                                                        ir.Constant(i64, g0)))
+                    done = 0
+                    while done < count:
+                        piece = 1 << ((count - done).bit_length() - 1)
+                        part = row if piece == lanes else builder.shuffle_vector(
+                            row, undef, shuffle_mask(range(done, done + piece)))
+                        ptr = builder.bitcast(address(context, builder, of_ty, of_v,
+                                                      builder.add(dst, ir.Constant(i64, done))),
+                                              part.type.as_pointer())
+                        builder.store(part, ptr, align=align)
+                        done += piece
 
 
 @kernel
@@ -159,14 +208,14 @@ def _virtual_positions(pix, m0, m_end, base, oh, ow, plane_len, row_step, col_st
 
 
 @kernel
-def _store_block(acc, of, bias, m0, m_end, ohw, c_out, o_first, n_rows):
-    """``out[n, o_first + i, s] = acc[(m - m0) * B + i] + bias[o_first + i]`` for flat outputs
-    ``m = n * OH * OW + s`` in ``[m0, m_end)`` and ``i < n_rows`` (``of`` flat, ``acc`` (positions, B)):
+def _store_block(acc, of, bias, m0, m_lo, m_end, ohw, c_out, o_first, n_rows, b0):
+    """``out[n, o_first + i, s] = acc[(m - m0) * B + i] + bias[b0 + i]`` for flat outputs
+    ``m = n * OH * OW + s`` in ``[m_lo, m_end)`` and ``i < n_rows`` (``of`` flat, ``acc`` (positions, B)):
     lanes x lanes blocks transposed in registers, scalar copies for the rest."""
     block = acc.shape[1]
     af = acc.reshape(-1)
     lanes = vec_lanes(af)
-    m = m0
+    m = m_lo
     while m < m_end:
         n = m // ohw
         seg_end = min(m_end, (n + 1) * ohw)
@@ -176,9 +225,9 @@ def _store_block(acc, of, bias, m0, m_end, ohw, c_out, o_first, n_rows):
         i_whole = n_rows // lanes * lanes
         for i in range(0, i_whole, lanes):
             for mm in range(m, whole_end, lanes):
-                vstore_transposed(af, src0 + mm * block + i, block, of, dst0 + i * ohw + mm, ohw, bias, o_first + i)
+                vstore_transposed(af, src0 + mm * block + i, block, of, dst0 + i * ohw + mm, ohw, bias, b0 + i)
         for i in range(n_rows):
-            b = bias[o_first + i]
+            b = bias[b0 + i]
             lo = m if i >= i_whole else whole_end
             for mm in range(lo, seg_end):
                 of[np.uint64(dst0 + i * ohw + mm)] = af[np.uint64(src0 + mm * block + i)] + b
@@ -186,7 +235,7 @@ def _store_block(acc, of, bias, m0, m_end, ohw, c_out, o_first, n_rows):
 
 
 @parallel_kernel
-def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps):
+def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps):
     """Direct convolution with the register-blocked :func:`tap_microkernel`.
 
     Contract (caller guarantees):
@@ -196,8 +245,8 @@ def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, blo
       ``group_base + n * rows * row_len + oy * sh * row_len + ox * sw + starts[t]`` inside the array.
     - ``starts``: int64 (T,), ``tap_plane[t] * L + tap_off[t]`` (relative to the group's first plane).
     - ``wpk``: (G, n_blocks, T, B) packed weights, ``B = channel_block(itemsize)``, zero for channels
-      beyond O / G.
-    - ``bias``: (O,) (zeros when the user gave none); ``out``: (N, O, OH, OW), OW <= row_len, OH <= rows.
+      beyond O / G; ``bpk``: (G, n_blocks, B) the bias packed likewise (zeros when the user gave none).
+    - ``out``: (N, O, OH, OW).
     - ``blocks_per_item`` >= 1: channel blocks per work item (depends on the shape only).
     - ``chunk_taps`` >= 1: taps per pass over a work item's positions (partial sums wait in ``acc``):
       the pass's weights stay in L1. Sums run in tap order whatever the chunking.
@@ -206,6 +255,7 @@ def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, blo
     plane_len = planes.shape[1]
     planes_per_group = planes.shape[0] // n_groups
     xf = planes.reshape(-1)
+    bf = bpk.reshape(-1)
     n_batch, c_out, oh, ow = out.shape
     ohw = oh * ow
     of = out.reshape(-1)
@@ -227,12 +277,26 @@ def conv_taps_blocked(planes, starts, wpk, bias, out, row_len, rows, sh, sw, blo
         af = acc.reshape(-1)
         for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
             wf = wpk[g, blk].reshape(-1)
+            o_first = g * o_per_group + blk * block
+            n_rows = min(block, o_per_group - blk * block)
+            b0 = (g * n_blocks + blk) * block
             for t0 in range(0, n_taps, chunk_taps):
                 t1 = min(n_taps, t0 + chunk_taps)
+                n = m0 // ohw  # image of the micro-tile's first position, advanced as the tiles go
                 for k in range(n_micro):
-                    tap_microkernel(xf, starts, t0, t1, pix, k * NP, wf, af, k * NP * block, t0 > 0)
-            o_first = g * o_per_group + blk * block
-            _store_block(acc, of, bias, m0, m_end, ohw, c_out, o_first, min(block, o_per_group - blk * block))
+                    m = m0 + k * NP
+                    while m >= (n + 1) * ohw:
+                        n += 1
+                    # The last pass stores from registers when the six positions are whole outputs of one
+                    # image (contiguous in its rows); the rest (a tile across two images, the item's last
+                    # partial tile) goes through ``acc``.
+                    o_base = -1
+                    if t1 == n_taps and m + NP <= min(m_end, (n + 1) * ohw):
+                        o_base = (n * c_out + o_first) * ohw + m - n * ohw
+                    tap_microkernel(xf, starts, t0, t1, pix, k * NP, wf, af, k * NP * block, t0 > 0, of, o_base,
+                                    ohw, bf, b0, n_rows)
+                    if t1 == n_taps and o_base < 0:
+                        _store_block(acc, of, bf, m0, m, min(m + NP, m_end), ohw, c_out, o_first, n_rows, b0)
 
 
 @parallel_kernel(fastmath={"contract"})

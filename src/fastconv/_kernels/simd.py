@@ -220,7 +220,7 @@ def vstore_int64(typingctx, arr, index, v):
     return types.void(arr, index, v), codegen
 
 
-def _transpose(builder, rows):
+def transpose_rows(builder, rows):
     """The lanes x lanes transpose of ``rows`` (a list of vectors): log2(lanes) butterfly stages, stage
     ``h`` swapping the off-diagonal h x h blocks of every 2h x 2h block (two-source shuffles)."""
     lanes = len(rows)
@@ -257,7 +257,7 @@ def vstore_transposed(typingctx, src, s0, s_stride, dst, d0, d_stride, bias, b0)
                              align=align)
                 for j in range(lanes)]
         b = builder.load(vector_pointer(context, builder, sig.args[6], bias_v, b0_v, lanes), align=align)
-        for c, row in enumerate(_transpose(builder, rows)):
+        for c, row in enumerate(transpose_rows(builder, rows)):
             splat = builder.shuffle_vector(b, ir.Constant(b.type, ir.Undefined), shuffle_mask([c] * lanes))
             ptr = vector_pointer(context, builder, sig.args[3], dst_v,
                                  builder.add(d0_v, builder.mul(ds_v, ir.Constant(i64, c))), lanes)
