@@ -31,9 +31,12 @@ def _planes(x, w, kw):
     return planes, problem, rows, row_len, tail
 
 
+@pytest.mark.parametrize("copy", ["one_thread", "two_threads"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_planes_match_the_definition(case):
+def test_planes_match_the_definition(case, copy, monkeypatch):
     # planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b], zeros outside x (explicit loops).
+    # Large inputs split the channels between two threads; the threshold is forced both ways here.
+    monkeypatch.setattr(layout, "PARALLEL_PLANES_BYTES", 0 if copy == "two_threads" else 1 << 62)
     x_shape, w_shape, kw = CASES[case]
     x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
     planes, problem, rows, row_len, tail = _planes(x, np.ones(w_shape, np.float32), kw)
