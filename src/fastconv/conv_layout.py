@@ -13,7 +13,7 @@ from ._kernels.conv_direct_local import TAP_GROUP
 from ._validate import as_kernel_array
 from .padding import pad_nchw
 from .threads import get_num_threads
-from .workers import executor
+from .workers import executor, in_helper_thread
 
 TAP_UNROLL = 3  # the one-channel direct kernel consumes taps three at a time (padding taps have zero weight)
 
@@ -141,7 +141,7 @@ def make_planes(x, pads, padding_mode, s_hw, row_len, rows, tail, dtype):
                 dst[:, :, i0:i1, j1:] = 0
                 dst[:, :, i0:i1, j0:j1] = phase
 
-    if flat.nbytes >= PARALLEL_PLANES_BYTES and c_in > 1 and get_num_threads() > 1:
+    if flat.nbytes >= PARALLEL_PLANES_BYTES and c_in > 1 and get_num_threads() > 1 and not in_helper_thread():
         half = c_in // 2
         helper = executor().submit(copy_channels, 0, half)
         copy_channels(half, c_in)

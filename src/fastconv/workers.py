@@ -17,6 +17,14 @@ _POOL_PID = None
 _POOL_LOCK = threading.Lock()
 
 
+_PREFIX = "fastconv-col2im"
+
+
+def in_helper_thread():
+    """True on one of the pool's helper threads (which must not wait on the pool: it may be the only one)."""
+    return threading.current_thread().name.startswith(_PREFIX)
+
+
 def executor():
     """The process's helper-thread pool, ``NUMBA_NUM_THREADS - 1`` threads (at least one), created on
     first use and recreated after a fork (a forked child inherits the pool object but not its threads)."""
@@ -24,6 +32,6 @@ def executor():
     with _POOL_LOCK:
         if _POOL is None or _POOL_PID != os.getpid():
             _POOL = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
-                                       thread_name_prefix="fastconv-col2im")
+                                       thread_name_prefix=_PREFIX)
             _POOL_PID = os.getpid()
         return _POOL
