@@ -42,8 +42,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
-from .simd import (VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vec_lanes,
-                   vector_pointer, vstore_transposed)
+from .simd import VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vector_pointer
 from .tap_accumulate import accumulate_taps_1
 
 MV = 2  # vectors of output channels per micro-tile
@@ -210,26 +209,20 @@ def _virtual_positions(pix, m0, m_end, base, oh, ow, plane_len, row_step, col_st
 @kernel
 def _store_block(acc, of, bias, m0, m_lo, m_end, ohw, c_out, o_first, n_rows, b0):
     """``out[n, o_first + i, s] = acc[(m - m0) * B + i] + bias[b0 + i]`` for flat outputs
-    ``m = n * OH * OW + s`` in ``[m_lo, m_end)`` and ``i < n_rows`` (``of`` flat, ``acc`` (positions, B)):
-    lanes x lanes blocks transposed in registers, scalar copies for the rest."""
+    ``m = n * OH * OW + s`` in ``[m_lo, m_end)`` and ``i < n_rows`` (``of`` flat, ``acc`` (positions, B)).
+    Scalar copies: only the rare micro-tile that straddles two images (or ends a work item short) comes
+    here, at most ``NP`` positions."""
     block = acc.shape[1]
     af = acc.reshape(-1)
-    lanes = vec_lanes(af)
     m = m_lo
     while m < m_end:
         n = m // ohw
         seg_end = min(m_end, (n + 1) * ohw)
-        whole_end = m + (seg_end - m) // lanes * lanes
         dst0 = (n * c_out + o_first) * ohw - n * ohw  # + i * ohw + mm: out[n, o_first + i, mm - n * ohw]
         src0 = -m0 * block  # + mm * block + i: acc[mm - m0, i]
-        i_whole = n_rows // lanes * lanes
-        for i in range(0, i_whole, lanes):
-            for mm in range(m, whole_end, lanes):
-                vstore_transposed(af, src0 + mm * block + i, block, of, dst0 + i * ohw + mm, ohw, bias, b0 + i)
         for i in range(n_rows):
             b = bias[b0 + i]
-            lo = m if i >= i_whole else whole_end
-            for mm in range(lo, seg_end):
+            for mm in range(m, seg_end):
                 of[np.uint64(dst0 + i * ohw + mm)] = af[np.uint64(src0 + mm * block + i)] + b
         m = seg_end
 

@@ -237,30 +237,3 @@ def transpose_rows(builder, rows):
             rows[i + h] = builder.shuffle_vector(x, y, shuffle_mask(high))
         h *= 2
     return rows
-
-
-@intrinsic
-def vstore_transposed(typingctx, src, s0, s_stride, dst, d0, d_stride, bias, b0):
-    """``dst.flat[d0 + c * d_stride + j] = src.flat[s0 + j * s_stride + c] + bias[b0 + c]`` for
-    ``j, c < lanes``: a lanes x lanes block copied transposed (lanes loads, one in-register transpose,
-    lanes stores) instead of lanes**2 scalar copies. Arrays of one float dtype, indices in range."""
-    if not (float_array(src) and float_array(dst) and float_array(bias) and src.dtype == dst.dtype == bias.dtype):
-        return None
-    vt = Vec(src.dtype)
-
-    def codegen(context, builder, sig, args):
-        src_v, s0_v, ss_v, dst_v, d0_v, ds_v, bias_v, b0_v = args
-        lanes, align = vt.lanes, src.dtype.bitwidth // 8
-        i64 = ir.IntType(64)
-        rows = [builder.load(vector_pointer(context, builder, sig.args[0], src_v,
-                                            builder.add(s0_v, builder.mul(ss_v, ir.Constant(i64, j))), lanes),
-                             align=align)
-                for j in range(lanes)]
-        b = builder.load(vector_pointer(context, builder, sig.args[6], bias_v, b0_v, lanes), align=align)
-        for c, row in enumerate(transpose_rows(builder, rows)):
-            splat = builder.shuffle_vector(b, ir.Constant(b.type, ir.Undefined), shuffle_mask([c] * lanes))
-            ptr = vector_pointer(context, builder, sig.args[3], dst_v,
-                                 builder.add(d0_v, builder.mul(ds_v, ir.Constant(i64, c))), lanes)
-            builder.store(builder.fadd(row, splat), ptr, align=align)
-        return context.get_dummy_value()
-    return types.void(src, s0, s_stride, dst, d0, d_stride, bias, b0), codegen
