@@ -74,3 +74,8 @@ def kernel(func=None, *, parallel=False, fastmath=False):
 def parallel_kernel(func=None, *, fastmath=False):
     """A :func:`kernel` with ``parallel=True`` (use ``numba.prange`` for the owned loop)."""
     return kernel(func, parallel=True, fastmath=fastmath)
+
+
+# Helpers inlined into their jitted callers by numba (IR inlining): no dispatcher or cache entry of
+# their own, and the caller's constants fold into them.
+inline = numba.njit(inline="always")

@@ -29,10 +29,11 @@ planes instead (plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]``; a tap read
 positions, accumulating in an L1-resident buffer (:mod:`tap_accumulate`); positions outside the output
 are computed and discarded.
 
-Parallel ownership: one ``prange`` iteration = (group, tile of output positions, run of
-output-channel blocks), the run varying fastest so that the two threads work on the same input tile
-at the same time. It writes only those output elements and sums taps in a fixed order: bit-identical
-results for every thread count (the split depends on the shape only).
+Parallel ownership: a work item = (group, tile of output positions, run of output-channel blocks),
+the run varying fastest so that consecutive items share their input tile. An item writes only those
+output elements and sums taps in a fixed order; items are claimed dynamically (:mod:`.claim`: each
+thread takes its own range in order, then helps with the other's), and results are bit-identical for
+every thread count and split (the items depend on the shape only).
 """
 
 import numpy as np
@@ -41,7 +42,8 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._jit import kernel, parallel_kernel
+from .._jit import inline, kernel, parallel_kernel
+from .claim import claim, range_counters, range_end
 from .simd import VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vector_pointer
 from .tap_accumulate import accumulate_taps_1
 
@@ -228,7 +230,7 @@ def _store_block(acc, of, bias, m0, m_lo, m_end, ohw, c_out, o_first, n_rows, b0
 
 
 @parallel_kernel
-def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps):
+def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, workers):
     """Direct convolution with the register-blocked :func:`tap_microkernel`.
 
     Contract (caller guarantees):
@@ -243,7 +245,33 @@ def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, bloc
     - ``blocks_per_item`` >= 1: channel blocks per work item (depends on the shape only).
     - ``chunk_taps`` >= 1: taps per pass over a work item's positions (partial sums wait in ``acc``):
       the pass's weights stay in L1. Sums run in tap order whatever the chunking.
+    - ``workers`` >= 1: the number of threads (one ``prange`` iteration each; see :mod:`.claim`).
     """
+    n_groups, n_blocks, n_taps, block = wpk.shape
+    n_batch, c_out, oh, ow = out.shape
+    tile = NP * MICRO_TILES_PER_ITEM
+    n_tiles = (n_batch * oh * ow + tile - 1) // tile
+    n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
+    n_items = n_groups * n_tiles * n_runs
+    counters = range_counters(n_items, workers)
+    for w in prange(workers):
+        pix = np.empty(tile, dtype=np.int64)
+        acc = np.empty((tile, block), dtype=out.dtype)
+        for k in range(workers):
+            r = (w + k) % workers
+            end = range_end(n_items, workers, r)
+            item = claim(counters, r)
+            while item < end:
+                _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps,
+                              item, pix, acc)
+                item = claim(counters, r)
+
+
+@inline
+def _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, item, pix, acc):
+    """Work item ``item`` of :func:`conv_taps_blocked`: (group, tile of output positions, run of channel
+    blocks), the run varying fastest so that consecutive items share their input tile. ``pix`` (tile,)
+    and ``acc`` (tile, B): the calling thread's scratch."""
     n_groups, n_blocks, n_taps, block = wpk.shape
     plane_len = planes.shape[1]
     planes_per_group = planes.shape[0] // n_groups
@@ -252,44 +280,41 @@ def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, bloc
     n_batch, c_out, oh, ow = out.shape
     ohw = oh * ow
     of = out.reshape(-1)
+    af = acc.reshape(-1)
     o_per_group = c_out // n_groups
     m_total = n_batch * ohw
     tile = NP * MICRO_TILES_PER_ITEM
     n_tiles = (m_total + tile - 1) // tile
     n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
-    for item in prange(n_groups * n_tiles * n_runs):
-        run = item % n_runs
-        rest = item // n_runs
-        m0 = (rest % n_tiles) * tile
-        g = rest // n_tiles
-        m_end = min(m0 + tile, m_total)
-        n_micro = (m_end - m0 + NP - 1) // NP
-        pix = np.empty(n_micro * NP, dtype=np.int64)
-        _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_len, oh, ow, rows * row_len, sh * row_len, sw)
-        acc = np.empty((n_micro * NP, block), dtype=out.dtype)
-        af = acc.reshape(-1)
-        for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
-            wf = wpk[g, blk].reshape(-1)
-            o_first = g * o_per_group + blk * block
-            n_rows = min(block, o_per_group - blk * block)
-            b0 = (g * n_blocks + blk) * block
-            for t0 in range(0, n_taps, chunk_taps):
-                t1 = min(n_taps, t0 + chunk_taps)
-                n = m0 // ohw  # image of the micro-tile's first position, advanced as the tiles go
-                for k in range(n_micro):
-                    m = m0 + k * NP
-                    while m >= (n + 1) * ohw:
-                        n += 1
-                    # The last pass stores from registers when the six positions are whole outputs of one
-                    # image (contiguous in its rows); the rest (a tile across two images, the item's last
-                    # partial tile) goes through ``acc``.
-                    o_base = -1
-                    if t1 == n_taps and m + NP <= min(m_end, (n + 1) * ohw):
-                        o_base = (n * c_out + o_first) * ohw + m - n * ohw
-                    tap_microkernel(xf, starts, t0, t1, pix, k * NP, wf, af, k * NP * block, t0 > 0, of, o_base,
-                                    ohw, bf, b0, n_rows)
-                    if t1 == n_taps and o_base < 0:
-                        _store_block(acc, of, bf, m0, m, min(m + NP, m_end), ohw, c_out, o_first, n_rows, b0)
+    run = item % n_runs
+    rest = item // n_runs
+    m0 = (rest % n_tiles) * tile
+    g = rest // n_tiles
+    m_end = min(m0 + tile, m_total)
+    n_micro = (m_end - m0 + NP - 1) // NP
+    _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_len, oh, ow, rows * row_len, sh * row_len, sw)
+    for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
+        wf = wpk[g, blk].reshape(-1)
+        o_first = g * o_per_group + blk * block
+        n_rows = min(block, o_per_group - blk * block)
+        b0 = (g * n_blocks + blk) * block
+        for t0 in range(0, n_taps, chunk_taps):
+            t1 = min(n_taps, t0 + chunk_taps)
+            n = m0 // ohw  # image of the micro-tile's first position, advanced as the tiles go
+            for k in range(n_micro):
+                m = m0 + k * NP
+                while m >= (n + 1) * ohw:
+                    n += 1
+                # The last pass stores from registers when the six positions are whole outputs of one
+                # image (contiguous in its rows); the rest (a tile across two images, the item's last
+                # partial tile) goes through ``acc``.
+                o_base = -1
+                if t1 == n_taps and m + NP <= min(m_end, (n + 1) * ohw):
+                    o_base = (n * c_out + o_first) * ohw + m - n * ohw
+                tap_microkernel(xf, starts, t0, t1, pix, k * NP, wf, af, k * NP * block, t0 > 0, of, o_base,
+                                ohw, bf, b0, n_rows)
+                if t1 == n_taps and o_base < 0:
+                    _store_block(acc, of, bf, m0, m, min(m + NP, m_end), ohw, c_out, o_first, n_rows, b0)
 
 
 @parallel_kernel(fastmath={"contract"})
