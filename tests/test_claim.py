@@ -5,20 +5,17 @@ import numpy as np
 import pytest
 from numba import prange
 
-from fastconv._kernels.claim import COUNTER_STRIDE, claim, range_counters, range_end
+from fastconv._kernels.claim import COUNTER_STRIDE, claim, next_item, range_counters
 
 
 @numba.njit(parallel=True)
 def _run_items(n_items, workers, times_run):
     counters = range_counters(n_items, workers)
     for w in prange(workers):
-        for k in range(workers):
-            r = (w + k) % workers
-            end = range_end(n_items, workers, r)
-            item = claim(counters, r)
-            while item < end:
-                times_run[item] += 1  # one owner per item: no race if every item is claimed once
-                item = claim(counters, r)
+        item, k = next_item(counters, w, 0, workers, n_items)
+        while item >= 0:
+            times_run[item] += 1  # one owner per item: no race if every item is claimed once
+            item, k = next_item(counters, w, k, workers, n_items)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 5])
@@ -33,6 +30,5 @@ def test_ranges_tile_the_items_in_order():
     n_items, workers = 10, 3
     counters = range_counters(n_items, workers)
     starts = [counters[r * COUNTER_STRIDE] for r in range(workers)]
-    ends = [range_end(n_items, workers, r) for r in range(workers)]
-    assert starts == [0, 3, 6] and ends == [3, 6, 10]
+    assert starts == [0, 3, 6]
     assert claim(counters, 1) == 3 and claim(counters, 1) == 4

@@ -19,7 +19,7 @@ from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_
                        Conv2dProblem, choose_conv2d_algo, measure_key)
 from .padding import check_padding_mode
 from .shapes import output_size_2d, padding_2d
-from .threads import get_num_threads, serial_if_small
+from .threads import current_threads, serial_if_small
 
 
 def conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype):
@@ -168,7 +168,7 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
     (sh, sw) = problem.stride
     conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, -(-n_blocks // runs),
-                      DIRECT_CHUNK_TAPS, get_num_threads())
+                      DIRECT_CHUNK_TAPS, current_threads())
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

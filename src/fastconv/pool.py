@@ -25,7 +25,7 @@ from ._kernels.pool import (
 from ._validate import as_kernel_array, check_array, check_out, is_int
 from .pool_args import adaptive_size, check_flag, check_spatial, paper_level_bins, spp_args, window_args
 from .shapes import adaptive_bins
-from .threads import SERIAL_ELEMENTS, serial_if_small
+from .threads import SERIAL_ELEMENTS, current_threads, serial_if_small
 
 TASKS_PER_THREAD = 4  # windowed pools split plane rows until there are this many tasks per thread
 # bin_max_lanes_kernel's per-thread buffers (LANES x bands x W cells each) stay below this many cells.
@@ -86,7 +86,7 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
         kernel_mode = min(mode, 1)
         if mode and np.isfinite(d[0]) and _is_power_of_two(abs(int(d[0]))):
             d, kernel_mode = 1 / d, 2  # the exact reciprocal: x * (1 / d) rounds like x / d
-        pool2x2_kernel(xk, out, d, kernel_mode, blocks)
+        pool2x2_kernel(xk, out, d, kernel_mode, blocks, current_threads())
         return
     if mode == 0:
         row_div = col_div = np.empty(0, dtype=x.dtype)
@@ -99,7 +99,7 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     # A stride-2 vector load of the row pass reads one cell past the last window (the odd lane it drops).
     length = max(left + iw, ow * s_hw[1] + (k_hw[1] - 1) * d_hw[1])
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
-                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks)
+                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks, current_threads())
 
 
 def _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads):

@@ -54,6 +54,12 @@ def _raw_thread_count():
     return _RAW
 
 
+def current_threads():
+    """The calling thread's numba thread count, without :func:`get_num_threads`' locking (~10 us): the
+    ``workers`` argument of the kernels that claim their work items (``_kernels/claim.py``)."""
+    return _raw_thread_count()[0]()
+
+
 class serial_if_small:
     """Context manager: run the enclosed kernels on one thread when ``work < limit``.
 

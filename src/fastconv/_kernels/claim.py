@@ -13,13 +13,10 @@ memory in order, as with the static split, and only the end of a call is shared 
 
     counters = range_counters(n_items, workers)
     for w in prange(workers):
-        for k in range(workers):
-            r = (w + k) % workers
-            end = range_end(n_items, workers, r)
-            item = claim(counters, r)
-            while item < end:
-                ...  # the work of ``item``
-                item = claim(counters, r)
+        item, k = next_item(counters, w, 0, workers, n_items)
+        while item >= 0:
+            ...  # the work of ``item``
+            item, k = next_item(counters, w, k, workers, n_items)
 
 Results do not depend on it: every item computes the same values whichever thread runs it.
 """
@@ -29,7 +26,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .._jit import kernel
+from .._jit import inline, kernel
 
 COUNTER_STRIDE = 8  # int64 slots between counters: one 64-byte cache line each
 
@@ -41,11 +38,6 @@ def range_counters(n_items, workers):
     for r in range(workers):
         counters[r * COUNTER_STRIDE] = r * n_items // workers
     return counters
-
-
-@kernel
-def range_end(n_items, workers, r):
-    return (r + 1) * n_items // workers
 
 
 @intrinsic
@@ -64,3 +56,16 @@ def _fetch_add(typingctx, counters, index):
 def claim(counters, r):
     """The next item of range ``r`` (atomically taken; past the range's end once it is used up)."""
     return _fetch_add(counters, r * COUNTER_STRIDE)
+
+
+@inline
+def next_item(counters, w, k, workers, n_items):
+    """``(item, k)``: the next item for worker ``w`` that has used up ``k`` ranges (its own first, then
+    the following ones); ``item`` is -1 when every range is used up."""
+    while k < workers:
+        r = (w + k) % workers
+        item = claim(counters, r)
+        if item < (r + 1) * n_items // workers:
+            return item, k
+        k += 1
+    return -1, k

@@ -43,7 +43,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import inline, kernel, parallel_kernel
-from .claim import claim, range_counters, range_end
+from .claim import next_item, range_counters
 from .simd import VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vector_pointer
 from .tap_accumulate import accumulate_taps_1
 
@@ -257,14 +257,11 @@ def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, bloc
     for w in prange(workers):
         pix = np.empty(tile, dtype=np.int64)
         acc = np.empty((tile, block), dtype=out.dtype)
-        for k in range(workers):
-            r = (w + k) % workers
-            end = range_end(n_items, workers, r)
-            item = claim(counters, r)
-            while item < end:
-                _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps,
-                              item, pix, acc)
-                item = claim(counters, r)
+        item, k = next_item(counters, w, 0, workers, n_items)
+        while item >= 0:
+            _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, item,
+                          pix, acc)
+            item, k = next_item(counters, w, k, workers, n_items)
 
 
 @inline

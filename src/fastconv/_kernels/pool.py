@@ -43,11 +43,14 @@ transposition into the SPP layout.
 NaN semantics (PyTorch): an element replaces the running maximum when ``v > m or v != v``: a NaN in the
 window gives NaN, and its index is the *last* NaN in window order. No fastmath in max kernels.
 
-Parallel ownership: one ``prange`` iteration = one (plane, block of output rows) for windowed pools,
+Parallel ownership: one work item = one (plane, block of output rows) for windowed pools,
 one (plane, block of bin rows, all levels) or one group of LANES planes for bin pools. It writes only
 those output (and index) elements, reads the input, and accumulates in a fixed order: bit-identical
 results for any thread count. ``row_blocks`` (>= 1, chosen by the wrapper) splits each plane's (bin)
-rows so a single image still feeds every thread. Scratch rows are per thread (``get_thread_id()``).
+rows so a single image still feeds every thread. Scratch rows are per thread (``get_thread_id()``, or
+the worker index). The two kernels of the benchmark cases (``pool2x2_kernel``, ``window_pool2d_kernel``)
+hand their items out dynamically (:mod:`.claim`, ``workers`` = the thread count); the others run one
+static ``prange`` share per thread.
 
 Contract (caller guarantees, every kernel): ``x`` is (N, C, H, W), C-contiguous, float32 or float64;
 ``out`` has x's dtype, C-contiguous, the documented shape; index arrays are int64, C-contiguous; all
@@ -62,6 +65,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
+from .claim import next_item, range_counters
 from .simd import (HAS_AVX, VEC_BYTES, Vec, float_array, shuffle_mask, vadd, vdiv, vec_lanes, vector_pointer, viota,
                    vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore, vstore_int64, vswap_halves)
 
@@ -330,7 +334,8 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
 
 
 @parallel_kernel
-def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, dw, top, left, mode, row_blocks):
+def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, dw, top, left, mode, row_blocks,
+                         workers):
     """Windowed max or average pooling, separable: column pass, then row pass, per output row.
 
     ``mode``: 0 max; 1 average, ``out[oy, ox] = sum / (row_div[oy] * col_div[ox])`` where the wrapper's
@@ -352,17 +357,22 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
     xf = x.reshape(-1)
     of = out.reshape(-1)
     rows_per = (oh + row_blocks - 1) // row_blocks
-    for task in prange(planes * row_blocks):
-        p = task // row_blocks
-        oy_lo = (task % row_blocks) * rows_per
-        oy_hi = min(oy_lo + rows_per, oh)
-        s = scratch[get_thread_id()]
-        if mode == 0:
-            _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, top,
-                         left, True)
-        else:
-            _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, top,
-                         left, False)
+    n_tasks = planes * row_blocks
+    counters = range_counters(n_tasks, workers)
+    for w in prange(workers):
+        s = scratch[w]
+        task, k = next_item(counters, w, 0, workers, n_tasks)
+        while task >= 0:
+            p = task // row_blocks
+            oy_lo = (task % row_blocks) * rows_per
+            oy_hi = min(oy_lo + rows_per, oh)
+            if mode == 0:
+                _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
+                             dw, top, left, True)
+            else:
+                _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
+                             dw, top, left, False)
+            task, k = next_item(counters, w, k, workers, n_tasks)
 
 
 @kernel_inline
@@ -408,7 +418,7 @@ def _pool2x2_rows(xf, of, p, oy_lo, oy_hi, divisor, ih, iw, oh, ow, is_max, scal
 
 
 @parallel_kernel
-def pool2x2_kernel(x, out, divisor, mode, row_blocks):
+def pool2x2_kernel(x, out, divisor, mode, row_blocks, workers):
     """Non-overlapping 2x2 / stride 2 pooling of full windows only (no padding, no dilation, no clipping).
 
     ``out[oy, ox] = op(x[2oy, 2ox], x[2oy, 2ox + 1], x[2oy + 1, 2ox], x[2oy + 1, 2ox + 1])`` in that
@@ -426,16 +436,21 @@ def pool2x2_kernel(x, out, divisor, mode, row_blocks):
     of = out.reshape(-1)
     rows_per = (oh + row_blocks - 1) // row_blocks
     d = divisor[0]
-    for task in prange(planes * row_blocks):
-        p = task // row_blocks
-        oy_lo = (task % row_blocks) * rows_per
-        oy_hi = min(oy_lo + rows_per, oh)
-        if mode == 0:
-            _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, True, False)
-        elif mode == 1:
-            _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, False)
-        else:
-            _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, True)
+    n_tasks = planes * row_blocks
+    counters = range_counters(n_tasks, workers)
+    for w in prange(workers):
+        task, k = next_item(counters, w, 0, workers, n_tasks)
+        while task >= 0:
+            p = task // row_blocks
+            oy_lo = (task % row_blocks) * rows_per
+            oy_hi = min(oy_lo + rows_per, oh)
+            if mode == 0:
+                _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, True, False)
+            elif mode == 1:
+                _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, False)
+            else:
+                _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, True)
+            task, k = next_item(counters, w, k, workers, n_tasks)
 
 
 @kernel
