@@ -11,11 +11,11 @@ from fastconv._kernels.claim import COUNTER_STRIDE, claim, next_item, range_coun
 @numba.njit(parallel=True)
 def _run_items(n_items, workers, times_run):
     counters = range_counters(n_items, workers)
-    for w in prange(workers):
-        item, k = next_item(counters, w, 0, workers, n_items)
+    for worker in prange(workers):
+        item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
             times_run[item] += 1  # one owner per item: no race if every item is claimed once
-            item, k = next_item(counters, w, k, workers, n_items)
+            item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 5])

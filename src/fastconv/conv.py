@@ -1,6 +1,5 @@
 """Public 2-D convolution (cross-correlation, no kernel flip) on NCHW numpy arrays."""
 
-import numba
 import numpy as np
 
 from . import memory
@@ -185,12 +184,8 @@ def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, pad
     n_items = (-(-problem.n_batch // images_per_item) * problem.groups
                * -(-problem.out_hw[0] // rows_per_item))
     (sh, sw) = problem.stride
-    # Chunks are handed out dynamically (numba's setting is per calling thread): on a shared machine a
-    # thread that loses its core then no longer holds back the whole call (L1, two threads, another
-    # process busy: 41 -> 66 GFLOP/s in one run, never slower in others). Results do not depend on it.
-    with numba.parallel_chunksize(1):
-        kernel(xk, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, tap_plane, tap_off, sh, sw, top, left,
-               row_len, rows_per_item, img_rows, images_per_item, min(n_items, LOCAL_CHUNKS))
+    kernel(xk, wpk, _bias_or_zeros(bias, problem.c_out, dtype), out, tap_plane, tap_off, sh, sw, top, left, row_len,
+           rows_per_item, img_rows, images_per_item, min(n_items, LOCAL_CHUNKS), current_threads())
 
 
 def _run_im2col(problem, x, weight, bias, padding_mode, dtype, out):

@@ -12,11 +12,11 @@ order, then helps with the others' ranges, claiming from their counters. Threads
 memory in order, as with the static split, and only the end of a call is shared out item by item::
 
     counters = range_counters(n_items, workers)
-    for w in prange(workers):
-        item, k = next_item(counters, w, 0, workers, n_items)
+    for worker in prange(workers):
+        item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
             ...  # the work of ``item``
-            item, k = next_item(counters, w, k, workers, n_items)
+            item, used = next_item(counters, worker, used, workers, n_items)
 
 Results do not depend on it: every item computes the same values whichever thread runs it.
 """
@@ -59,13 +59,13 @@ def claim(counters, r):
 
 
 @inline
-def next_item(counters, w, k, workers, n_items):
-    """``(item, k)``: the next item for worker ``w`` that has used up ``k`` ranges (its own first, then
-    the following ones); ``item`` is -1 when every range is used up."""
-    while k < workers:
-        r = (w + k) % workers
+def next_item(counters, worker, used, workers, n_items):
+    """``(item, used)``: the next item for ``worker``, which has used up ``used`` ranges (its own first,
+    then the following ones); ``item`` is -1 when every range is used up."""
+    while used < workers:
+        r = (worker + used) % workers
         item = claim(counters, r)
         if item < (r + 1) * n_items // workers:
-            return item, k
-        k += 1
-    return -1, k
+            return item, used
+        used += 1
+    return -1, used

@@ -16,25 +16,25 @@ read from L1.
 Memory traffic per call is one read of the input and one write of the output; everything else is
 L1/L2-resident.
 
-Parallel ownership: ``prange`` over ``n_chunks`` fixed chunks of consecutive work items (each chunk
+Parallel ownership: ``n_chunks`` fixed chunks of consecutive work items (each chunk
 allocates its buffers once); an item writes only its rows of its group's output channels. Every output
 is computed by the same sequence of operations whatever the chunking or thread count, so results are
-bit-identical for any number of threads. The caller hands the chunks out dynamically
-(``numba.parallel_chunksize(1)``; not set in here: calling it from jitted code makes the kernel
-uncachable): on a shared machine a thread that loses its core no longer holds back the call.
+bit-identical for any number of threads. The chunks are claimed dynamically (:mod:`.claim`, ``workers``
+= the thread count): on a shared machine a thread that loses its core no longer holds back the call.
 """
 
 import numpy as np
 from numba import prange
 
 from .._jit import parallel_kernel
+from .claim import next_item, range_counters
 from .conv_direct_local import (TAP_GROUP, VECTOR_BYTES, dot9, item_counts, load9, load_item, tap_starts,
                                 weights9)
 
 
 @parallel_kernel(fastmath={"contract"})
 def conv_depthwise(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len, rows_per_item, img_rows,
-                   images_per_item, n_chunks):
+                   images_per_item, n_chunks, workers):
     """Row-block direct convolution, one output channel per pass.
 
     Contract (caller guarantees):
@@ -58,46 +58,50 @@ def conv_depthwise(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row
     xf = x.reshape(-1)
     wf = wpk.reshape(-1)
     of = out.reshape(-1)
-    for chunk in prange(n_chunks):
-        buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
-        acc = np.empty(plane_len, dtype=out.dtype)
-        for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
-            g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
-                                                      n_blocks, sh, sw, top, left, row_len, rows_per_item,
-                                                      img_rows, images_per_item)
-            for j in range(o_per_group):
-                o = g * o_per_group + j
-                b = bias[o]
-                w_o = o * n_taps
-                # Passes over the block's flat local positions into acc; the last one writes the output
-                # rows directly when they are whole vectors long, else it too goes to acc, then a copy.
-                flat_end = last if rows_are_vectors else last + TAP_GROUP
-                for t0 in range(0, flat_end, TAP_GROUP):
-                    q = tap_starts(tap_plane, tap_off, t0, plane_len)
-                    w = weights9(wf, w_o + t0, 1)
-                    if t0 == 0:
-                        for p in range(npos):
-                            acc[np.uint64(p)] = dot9(b, w, load9(buf, q, p))
-                    else:
-                        for p in range(npos):
-                            acc[np.uint64(p)] = dot9(acc[np.uint64(p)], w, load9(buf, q, p))
-                if not rows_are_vectors:
+    counters = range_counters(n_chunks, workers)
+    for worker in prange(workers):
+        chunk, used = next_item(counters, worker, 0, workers, n_chunks)
+        while chunk >= 0:
+            buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
+            acc = np.empty(plane_len, dtype=out.dtype)
+            for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
+                g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
+                                                          n_blocks, sh, sw, top, left, row_len, rows_per_item,
+                                                          img_rows, images_per_item)
+                for j in range(o_per_group):
+                    o = g * o_per_group + j
+                    b = bias[o]
+                    w_o = o * n_taps
+                    # Passes over the block's flat local positions into acc; the last one writes the output
+                    # rows directly when they are whole vectors long, else it too goes to acc, then a copy.
+                    flat_end = last if rows_are_vectors else last + TAP_GROUP
+                    for t0 in range(0, flat_end, TAP_GROUP):
+                        q = tap_starts(tap_plane, tap_off, t0, plane_len)
+                        w = weights9(wf, w_o + t0, 1)
+                        if t0 == 0:
+                            for p in range(npos):
+                                acc[np.uint64(p)] = dot9(b, w, load9(buf, q, p))
+                        else:
+                            for p in range(npos):
+                                acc[np.uint64(p)] = dot9(acc[np.uint64(p)], w, load9(buf, q, p))
+                    if not rows_are_vectors:
+                        for k in range(n_img):
+                            for r in range(rows):
+                                d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
+                                p0 = (k * img_rows + r) * row_len
+                                for ox in range(ow):
+                                    of[np.uint64(d + ox)] = acc[np.uint64(p0 + ox)]
+                        continue
+                    q = tap_starts(tap_plane, tap_off, last, plane_len)
+                    w = weights9(wf, w_o + last, 1)
                     for k in range(n_img):
                         for r in range(rows):
                             d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
                             p0 = (k * img_rows + r) * row_len
-                            for ox in range(ow):
-                                of[np.uint64(d + ox)] = acc[np.uint64(p0 + ox)]
-                    continue
-                q = tap_starts(tap_plane, tap_off, last, plane_len)
-                w = weights9(wf, w_o + last, 1)
-                for k in range(n_img):
-                    for r in range(rows):
-                        d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
-                        p0 = (k * img_rows + r) * row_len
-                        if last == 0:
-                            for ox in range(ow):
-                                of[np.uint64(d + ox)] = dot9(b, w, load9(buf, q, p0 + ox))
-                        else:
-                            for ox in range(ow):
-                                of[np.uint64(d + ox)] = dot9(acc[np.uint64(p0 + ox)], w, load9(buf, q, p0 + ox))
+                            if last == 0:
+                                for ox in range(ow):
+                                    of[np.uint64(d + ox)] = dot9(b, w, load9(buf, q, p0 + ox))
+                            else:
+                                for ox in range(ow):
+                                    of[np.uint64(d + ox)] = dot9(acc[np.uint64(p0 + ox)], w, load9(buf, q, p0 + ox))
+            chunk, used = next_item(counters, worker, used, workers, n_chunks)

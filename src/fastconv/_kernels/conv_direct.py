@@ -254,14 +254,14 @@ def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, bloc
     n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
     n_items = n_groups * n_tiles * n_runs
     counters = range_counters(n_items, workers)
-    for w in prange(workers):
+    for worker in prange(workers):
         pix = np.empty(tile, dtype=np.int64)
         acc = np.empty((tile, block), dtype=out.dtype)
-        item, k = next_item(counters, w, 0, workers, n_items)
+        item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
             _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, item,
                           pix, acc)
-            item, k = next_item(counters, w, k, workers, n_items)
+            item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @inline

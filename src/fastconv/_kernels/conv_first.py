@@ -18,8 +18,8 @@ splitting each nine-term sum into shorter chains (slower: the loop is throughput
 latency-bound); two rows per pass to reuse every weight register twice (LLVM then needs more run-time
 overlap checks between the written streams than it emits, and leaves the loop scalar).
 
-Parallel ownership: as in ``conv_depthwise``, ``prange`` over fixed chunks of work items (image or
-images, group, block of output rows), handed out dynamically; an item writes only its rows of its
+Parallel ownership: as in ``conv_depthwise``, fixed chunks of work items (image or
+images, group, block of output rows), claimed dynamically; an item writes only its rows of its
 group's output channels, each output computed by the same operations whatever the thread count:
 bit-identical results.
 """
@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import parallel_kernel
+from .claim import next_item, range_counters
 from .conv_direct_local import (TAP_GROUP, VECTOR_BYTES, dot9, inline, item_counts, load9, load_item,
                                 tap_starts, weights9)
 
@@ -58,7 +59,7 @@ def dots4(w0, w1, w2, w3, v, start):
 
 @parallel_kernel(fastmath={"contract"})
 def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len, rows_per_item, img_rows,
-               images_per_item, n_chunks):
+               images_per_item, n_chunks, workers):
     """Row-block direct convolution, four output channels per pass.
 
     Same contract as :func:`fastconv._kernels.conv_depthwise.conv_depthwise` except ``wpk``:
@@ -78,60 +79,64 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
     xf = x.reshape(-1)
     wf = wpk.reshape(-1)
     of = out.reshape(-1)
-    for chunk in prange(n_chunks):
-        buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
-        acc = np.empty(OB * stride, dtype=out.dtype)
-        for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
-            g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
-                                                      n_blocks, sh, sw, top, left, row_len, rows_per_item,
-                                                      img_rows, images_per_item)
-            for ob in range(n_oblocks):
-                o = g * o_per_group + ob * OB
-                n_valid = min(OB, o_per_group - ob * OB)
-                b0 = bias[o]
-                bias4 = (b0, bias[o + 1] if n_valid > 1 else b0, bias[o + 2] if n_valid > 2 else b0,
-                         bias[o + 3] if n_valid > 3 else b0)
-                w_blk = (g * n_oblocks + ob) * n_taps * OB
-                # All passes but the last (and the last too for a partial block of channels, or rows that
-                # are not whole vectors long) over the block's flat local positions into acc.
-                flat_end = last + TAP_GROUP if n_valid < OB or not rows_are_vectors else last
-                for t0 in range(0, flat_end, TAP_GROUP):
-                    q = tap_starts(tap_plane, tap_off, t0, plane_len)
-                    w0 = weights9(wf, w_blk + t0 * OB + 0, OB)
-                    w1 = weights9(wf, w_blk + t0 * OB + 1, OB)
-                    w2 = weights9(wf, w_blk + t0 * OB + 2, OB)
-                    w3 = weights9(wf, w_blk + t0 * OB + 3, OB)
-                    if t0 == 0:
-                        for p in range(npos):
-                            store4(acc, p, stride, dots4(w0, w1, w2, w3, load9(buf, q, p), bias4))
-                    else:
-                        for p in range(npos):
-                            store4(acc, p, stride,
-                                   dots4(w0, w1, w2, w3, load9(buf, q, p), load4(acc, p, stride)))
-                if flat_end > last:
-                    for k in range(n_img):
-                        for j in range(n_valid):
-                            for r in range(rows):
-                                d = (((n0 + k) * c_out + o + j) * oh + oy0 + r) * ow
-                                a = j * stride + (k * img_rows + r) * row_len
-                                for ox in range(ow):
-                                    of[np.uint64(d + ox)] = acc[np.uint64(a + ox)]
-                    continue
-                # Last pass of a full block: straight into the four output rows.
-                q = tap_starts(tap_plane, tap_off, last, plane_len)
-                w0 = weights9(wf, w_blk + last * OB, OB)
-                w1 = weights9(wf, w_blk + last * OB + 1, OB)
-                w2 = weights9(wf, w_blk + last * OB + 2, OB)
-                w3 = weights9(wf, w_blk + last * OB + 3, OB)
-                for k in range(n_img):
-                    for r in range(rows):
-                        d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
-                        p = (k * img_rows + r) * row_len
-                        if last == 0:
-                            for ox in range(ow):
-                                store4(of, d + ox, out_plane,
-                                       dots4(w0, w1, w2, w3, load9(buf, q, p + ox), bias4))
+    counters = range_counters(n_chunks, workers)
+    for worker in prange(workers):
+        chunk, used = next_item(counters, worker, 0, workers, n_chunks)
+        while chunk >= 0:
+            buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
+            acc = np.empty(OB * stride, dtype=out.dtype)
+            for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
+                g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
+                                                          n_blocks, sh, sw, top, left, row_len, rows_per_item,
+                                                          img_rows, images_per_item)
+                for ob in range(n_oblocks):
+                    o = g * o_per_group + ob * OB
+                    n_valid = min(OB, o_per_group - ob * OB)
+                    b0 = bias[o]
+                    bias4 = (b0, bias[o + 1] if n_valid > 1 else b0, bias[o + 2] if n_valid > 2 else b0,
+                             bias[o + 3] if n_valid > 3 else b0)
+                    w_blk = (g * n_oblocks + ob) * n_taps * OB
+                    # All passes but the last (and the last too for a partial block of channels, or rows that
+                    # are not whole vectors long) over the block's flat local positions into acc.
+                    flat_end = last + TAP_GROUP if n_valid < OB or not rows_are_vectors else last
+                    for t0 in range(0, flat_end, TAP_GROUP):
+                        q = tap_starts(tap_plane, tap_off, t0, plane_len)
+                        w0 = weights9(wf, w_blk + t0 * OB + 0, OB)
+                        w1 = weights9(wf, w_blk + t0 * OB + 1, OB)
+                        w2 = weights9(wf, w_blk + t0 * OB + 2, OB)
+                        w3 = weights9(wf, w_blk + t0 * OB + 3, OB)
+                        if t0 == 0:
+                            for p in range(npos):
+                                store4(acc, p, stride, dots4(w0, w1, w2, w3, load9(buf, q, p), bias4))
                         else:
-                            for ox in range(ow):
-                                store4(of, d + ox, out_plane,
-                                       dots4(w0, w1, w2, w3, load9(buf, q, p + ox), load4(acc, p + ox, stride)))
+                            for p in range(npos):
+                                store4(acc, p, stride,
+                                       dots4(w0, w1, w2, w3, load9(buf, q, p), load4(acc, p, stride)))
+                    if flat_end > last:
+                        for k in range(n_img):
+                            for j in range(n_valid):
+                                for r in range(rows):
+                                    d = (((n0 + k) * c_out + o + j) * oh + oy0 + r) * ow
+                                    a = j * stride + (k * img_rows + r) * row_len
+                                    for ox in range(ow):
+                                        of[np.uint64(d + ox)] = acc[np.uint64(a + ox)]
+                        continue
+                    # Last pass of a full block: straight into the four output rows.
+                    q = tap_starts(tap_plane, tap_off, last, plane_len)
+                    w0 = weights9(wf, w_blk + last * OB, OB)
+                    w1 = weights9(wf, w_blk + last * OB + 1, OB)
+                    w2 = weights9(wf, w_blk + last * OB + 2, OB)
+                    w3 = weights9(wf, w_blk + last * OB + 3, OB)
+                    for k in range(n_img):
+                        for r in range(rows):
+                            d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
+                            p = (k * img_rows + r) * row_len
+                            if last == 0:
+                                for ox in range(ow):
+                                    store4(of, d + ox, out_plane,
+                                           dots4(w0, w1, w2, w3, load9(buf, q, p + ox), bias4))
+                            else:
+                                for ox in range(ow):
+                                    store4(of, d + ox, out_plane,
+                                           dots4(w0, w1, w2, w3, load9(buf, q, p + ox), load4(acc, p + ox, stride)))
+            chunk, used = next_item(counters, worker, used, workers, n_chunks)

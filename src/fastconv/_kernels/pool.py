@@ -359,9 +359,9 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
     rows_per = (oh + row_blocks - 1) // row_blocks
     n_tasks = planes * row_blocks
     counters = range_counters(n_tasks, workers)
-    for w in prange(workers):
-        s = scratch[w]
-        task, k = next_item(counters, w, 0, workers, n_tasks)
+    for worker in prange(workers):
+        s = scratch[worker]
+        task, used = next_item(counters, worker, 0, workers, n_tasks)
         while task >= 0:
             p = task // row_blocks
             oy_lo = (task % row_blocks) * rows_per
@@ -372,7 +372,7 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
             else:
                 _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
                              dw, top, left, False)
-            task, k = next_item(counters, w, k, workers, n_tasks)
+            task, used = next_item(counters, worker, used, workers, n_tasks)
 
 
 @kernel_inline
@@ -438,8 +438,8 @@ def pool2x2_kernel(x, out, divisor, mode, row_blocks, workers):
     d = divisor[0]
     n_tasks = planes * row_blocks
     counters = range_counters(n_tasks, workers)
-    for w in prange(workers):
-        task, k = next_item(counters, w, 0, workers, n_tasks)
+    for worker in prange(workers):
+        task, used = next_item(counters, worker, 0, workers, n_tasks)
         while task >= 0:
             p = task // row_blocks
             oy_lo = (task % row_blocks) * rows_per
@@ -450,7 +450,7 @@ def pool2x2_kernel(x, out, divisor, mode, row_blocks, workers):
                 _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, False)
             else:
                 _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, False, True)
-            task, k = next_item(counters, w, k, workers, n_tasks)
+            task, used = next_item(counters, worker, used, workers, n_tasks)
 
 
 @kernel
