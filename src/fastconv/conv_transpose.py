@@ -21,7 +21,7 @@ from ._validate import (as_kernel_array, as_pair, check_array, check_choice, che
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
 from .shapes import transpose_geometry_2d
-from .threads import serial_if_small
+from .threads import current_threads, serial_if_small
 from .workers import executor
 
 # ---------------------------------------------------------------------------------------------------
@@ -122,12 +122,6 @@ DIRECT_MIN_PHASE_TAPS = 6
 # never of the thread count (bit-identical results).
 DIRECT_ACC_BYTES = 16 * 2**10
 DIRECT_MIN_ITEMS = 32
-
-# The direct kernels' prange loops hand out work items dynamically, this many at a time
-# (``numba.parallel_chunksize``), instead of one static half per thread: on a shared 2-core machine a
-# static split waits for whichever core is busy with another process. T1, direct, 2 threads, one run:
-# static 54.7 GFLOP/s, chunks of 4 63.5 (torch 66.3); the same sums run either way (bit-identical).
-PARALLEL_CHUNK_ITEMS = 4
 
 
 @dataclass(frozen=True)
@@ -394,9 +388,8 @@ def _run_direct(problem, x, weight, bias, dtype, out):
     wpk = pack_transpose_weights(weight, layout, problem.groups, block, dtype)
     imgs, tile = direct_split(n_batch, layout.plane_len, layout.row_len,
                               problem.groups * wpk.shape[1] * layout.phase_geom.shape[0], problem.itemsize)
-    with numba.parallel_chunksize(PARALLEL_CHUNK_ITEMS):
-        kernel(buf, layout.phase_geom, layout.tap_start, layout.tap_chan, layout.tap_off, wpk, bias, out,
-               layout.rows, layout.row_len, problem.stride[0], problem.stride[1], imgs, tile)
+    kernel(buf, layout.phase_geom, layout.tap_start, layout.tap_chan, layout.tap_off, wpk, bias, out, layout.rows,
+           layout.row_len, problem.stride[0], problem.stride[1], imgs, tile, current_threads())
 
 
 def direct_split(n_batch, plane_len, row_len, other_items, itemsize):

@@ -22,16 +22,17 @@ Positions with ``jx >= nx`` or ``jy >= ny`` (the phase's extent) are computed an
 writes ``out[n, o, ry + jy*sh, rx + jx*sw]``. Phases reached by no tap (dilation > stride,
 output_padding past the stride) have zero taps: bias only.
 
-Parallel ownership: a ``prange`` iteration of the gather kernels = (chunk of images, group, block of
-output channels, phase, tile of positions) and writes only those output elements (phases partition
-the output). No two iterations write the same element, and each element's sum order is fixed, so
-results are bit-identical for every thread count.
+Parallel ownership: a work item of the gather kernels = (chunk of images, group, block of output
+channels, phase, tile of positions) and writes only those output elements (phases partition the
+output). No two items write the same element, and each element's sum order is fixed, so results are
+bit-identical for every thread count. Items are claimed dynamically (:mod:`.claim`).
 """
 
 import numpy as np
 from numba import prange
 
-from .._jit import kernel, parallel_kernel
+from .._jit import inline, kernel, parallel_kernel
+from .claim import next_item, range_counters
 from .tap_accumulate import accumulate_taps_1, accumulate_taps_4
 
 OB = 8  # output channels per register block (two halves of 4)
@@ -54,9 +55,41 @@ def _store_phase_tile(acc, out, bias, n_first, o_first, n_rows, p0, plen, plane_
                 out[n_first + img, o, ry + jy * sh, rx + jx * sw] = acc[j, p] + b
 
 
+@inline
+def _n_tiles(rows, row_len, imgs, tile):
+    return ((imgs - 1) * rows * row_len + rows * row_len + tile - 1) // tile
+
+
+@inline
+def _n_items(n_fast, n_groups, n_batch, phase_geom, rows, row_len, imgs, tile):
+    """Work items of the gather kernels: (chunk of images, group, phase, tile, ``n_fast`` channel blocks)."""
+    return (n_batch + imgs - 1) // imgs * n_groups * phase_geom.shape[0] * _n_tiles(rows, row_len, imgs, tile) * n_fast
+
+
+@inline
+def _item_span(item, n_fast, n_groups, n_batch, phase_geom, rows, row_len, imgs, tile):
+    """``(fast, f, g, n_first, p0, plen)`` of work item ``item``: its channel block ``fast`` (varying
+    fastest), phase, group, first image, and its positions ``[p0, p0 + plen)`` in the chunk's phase grid
+    (``plen <= 0``: the tile lies past the phase's positions, nothing to do)."""
+    n_tiles = _n_tiles(rows, row_len, imgs, tile)
+    n_phases = phase_geom.shape[0]
+    fast = item % n_fast
+    rest = item // n_fast
+    t_idx = rest % n_tiles
+    rest = rest // n_tiles
+    f = rest % n_phases
+    rest = rest // n_phases
+    g = rest % n_groups
+    n_first = (rest // n_groups) * imgs
+    plane_len = rows * row_len
+    npos = (min(imgs, n_batch - n_first) - 1) * plane_len + phase_geom[f, 2] * row_len
+    p0 = t_idx * tile
+    return fast, f, g, n_first, p0, min(tile, npos - p0)
+
+
 @parallel_kernel(fastmath={"contract"})
 def conv_transpose_phases_ob8(planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows,
-                              row_len, sh, sw, imgs, tile):
+                              row_len, sh, sw, imgs, tile, workers):
     """Gather-form transposed convolution, up to 8 output channels per work item.
 
     Contract (caller guarantees):
@@ -71,79 +104,77 @@ def conv_transpose_phases_ob8(planes, phase_geom, tap_start, tap_chan, tap_off, 
       ``out``: (N, O, OH, OW) C-contiguous, same dtype as ``planes``.
     - ``imgs`` images per chunk, ``tile`` positions per work item (accumulators ``8 x tile``): neither
       may depend on the thread count (they change no sum, only how positions are split).
+    - ``workers``: the thread count; items are claimed dynamically (:mod:`.claim`).
     """
-    n_batch = out.shape[0]
+    n_groups, n_blocks, _, _ = wpk.shape
+    items = _n_items(n_blocks, n_groups, out.shape[0], phase_geom, rows, row_len, imgs, tile)
+    counters = range_counters(items, workers)
+    for worker in prange(workers):
+        item, used = next_item(counters, worker, 0, workers, items)
+        while item >= 0:
+            _ob8_item(item, planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows, row_len, sh, sw,
+                      imgs, tile)
+            item, used = next_item(counters, worker, used, workers, items)
+
+
+@inline
+def _ob8_item(item, planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows, row_len, sh, sw, imgs,
+              tile):
+    """Work item ``item`` of :func:`conv_transpose_phases_ob8`: (chunk of images, group, phase, tile of
+    positions, block of output channels), the block varying fastest."""
     n_groups, n_blocks, _, _ = wpk.shape
     cg = planes.shape[0] // n_groups
-    c_out = out.shape[1]
-    og = c_out // n_groups
-    n_phases = phase_geom.shape[0]
+    og = out.shape[1] // n_groups
     plane_len = rows * row_len
-    n_chunks = (n_batch + imgs - 1) // imgs
-    chunk_pos = (imgs - 1) * plane_len + rows * row_len
-    n_tiles = (chunk_pos + tile - 1) // tile
-    items = n_chunks * n_groups * n_blocks * n_phases * n_tiles
-    for item in prange(items):
-        blk = item % n_blocks  # fastest: consecutive items reuse the same input run from cache
-        rest = item // n_blocks
-        t_idx = rest % n_tiles
-        rest = rest // n_tiles
-        f = rest % n_phases
-        rest = rest // n_phases
-        g = rest % n_groups
-        chunk = rest // n_groups
-        n_first = chunk * imgs
-        npos = (min(imgs, n_batch - n_first) - 1) * plane_len + phase_geom[f, 2] * row_len
-        p0 = t_idx * tile
-        if p0 >= npos:
-            continue
-        plen = min(tile, npos - p0)
-        base = n_first * plane_len + p0
-        n_rows = min(OB, og - blk * OB)
-        acc = np.zeros((OB, tile), dtype=out.dtype)
-        w_blk = wpk[g, blk]
-        for half in range(2):
-            if 4 * half >= n_rows:
-                break
-            accumulate_taps_4(acc, 4 * half, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1],
-                              base, w_blk, plen)
-        _store_phase_tile(acc, out, bias, n_first, g * og + blk * OB, n_rows, p0, plen, plane_len, row_len,
-                          phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
+    # blk fastest: consecutive items reuse the same input run from cache
+    blk, f, g, n_first, p0, plen = _item_span(item, n_blocks, n_groups, out.shape[0], phase_geom, rows, row_len,
+                                              imgs, tile)
+    if plen <= 0:
+        return
+    base = n_first * plane_len + p0
+    n_rows = min(OB, og - blk * OB)
+    acc = np.zeros((OB, tile), dtype=out.dtype)
+    w_blk = wpk[g, blk]
+    for half in range(2):
+        if 4 * half >= n_rows:
+            break
+        accumulate_taps_4(acc, 4 * half, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1],
+                          base, w_blk, plen)
+    _store_phase_tile(acc, out, bias, n_first, g * og + blk * OB, n_rows, p0, plen, plane_len, row_len,
+                      phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
 
 
 @parallel_kernel(fastmath={"contract"})
 def conv_transpose_phases_ob1(planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows,
-                              row_len, sh, sw, imgs, tile):
+                              row_len, sh, sw, imgs, tile, workers):
     """Gather-form transposed convolution, one output channel per work item (depthwise: one channel
     per group). Same contract as :func:`conv_transpose_phases_ob8` with ``wpk`` shaped (G, O / G, T, 1).
     """
-    n_batch = out.shape[0]
+    n_groups, og, _, _ = wpk.shape
+    items = _n_items(og, n_groups, out.shape[0], phase_geom, rows, row_len, imgs, tile)
+    counters = range_counters(items, workers)
+    for worker in prange(workers):
+        item, used = next_item(counters, worker, 0, workers, items)
+        while item >= 0:
+            _ob1_item(item, planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows, row_len, sh, sw,
+                      imgs, tile)
+            item, used = next_item(counters, worker, used, workers, items)
+
+
+@inline
+def _ob1_item(item, planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias, out, rows, row_len, sh, sw, imgs,
+              tile):
+    """Work item ``item`` of :func:`conv_transpose_phases_ob1`: (chunk of images, group, phase, tile of
+    positions, output channel), the channel varying fastest."""
     n_groups, og, _, _ = wpk.shape
     cg = planes.shape[0] // n_groups
-    n_phases = phase_geom.shape[0]
     plane_len = rows * row_len
-    n_chunks = (n_batch + imgs - 1) // imgs
-    chunk_pos = (imgs - 1) * plane_len + rows * row_len
-    n_tiles = (chunk_pos + tile - 1) // tile
-    items = n_chunks * n_groups * og * n_phases * n_tiles
-    for item in prange(items):
-        j = item % og
-        rest = item // og
-        t_idx = rest % n_tiles
-        rest = rest // n_tiles
-        f = rest % n_phases
-        rest = rest // n_phases
-        g = rest % n_groups
-        chunk = rest // n_groups
-        n_first = chunk * imgs
-        npos = (min(imgs, n_batch - n_first) - 1) * plane_len + phase_geom[f, 2] * row_len
-        p0 = t_idx * tile
-        if p0 >= npos:
-            continue
-        plen = min(tile, npos - p0)
-        base = n_first * plane_len + p0
-        acc = np.zeros((1, tile), dtype=out.dtype)
-        accumulate_taps_1(acc, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1], base, wpk[g, j],
-                          plen)
-        _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
-                          phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
+    j, f, g, n_first, p0, plen = _item_span(item, og, n_groups, out.shape[0], phase_geom, rows, row_len, imgs, tile)
+    if plen <= 0:
+        return
+    base = n_first * plane_len + p0
+    acc = np.zeros((1, tile), dtype=out.dtype)
+    accumulate_taps_1(acc, planes, g * cg, tap_chan, tap_off, tap_start[f], tap_start[f + 1], base, wpk[g, j],
+                      plen)
+    _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
+                      phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
