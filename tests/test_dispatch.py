@@ -9,7 +9,7 @@ import fastconv
 from fastconv import dispatch
 
 SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each rule gives them
-    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "direct"),
+    "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "first_layer"),
     "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "direct"),
     "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
@@ -32,9 +32,22 @@ def test_four_channel_groups_go_to_the_first_layer_kernel():
     # Four output channels per group, 36 taps (<= FIRST_LAYER_MAX_TAPS): the 4-channel pass fits exactly.
     plan = fastconv.plan_conv2d((8, 128, 28, 28), (128, 4, 3, 3), padding="same", groups=32)
     assert plan.algo == "first_layer" and "36 taps" in plan.reason
-    # One input channel with many outputs (L8, L1-like stems) is the direct kernel's.
+    # One input channel with many outputs on narrow maps (L8) is the direct kernel's.
     assert fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same").algo == "direct"
-    assert fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same").algo == "direct"
+
+
+def test_few_taps_on_wide_maps_go_to_the_first_layer_kernel():
+    taps, width = dispatch.FIRST_LAYER_WIDE_MAX_TAPS, dispatch.FIRST_LAYER_WIDE_MIN_WIDTH
+    assert taps == 27  # an RGB 3x3 stem, the shapes measured
+    plan = fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same")
+    assert plan.algo == "first_layer" and "27 taps" in plan.reason
+    # The width boundary, stride 1 and 2.
+    assert fastconv.plan_conv2d((1, 3, width, width), (32, 3, 3, 3), padding=1).algo == "first_layer"
+    assert fastconv.plan_conv2d((1, 3, width - 1, width - 1), (32, 3, 3, 3), padding=1).algo == "direct"
+    assert fastconv.plan_conv2d((1, 3, 2 * width, 2 * width), (32, 3, 3, 3), stride=2, padding=1).algo == "first_layer"
+    # One tap more (4 input channels) or a 5x5 kernel stays direct.
+    assert fastconv.plan_conv2d((1, 4, 224, 224), (32, 4, 3, 3), padding=1).algo == "direct"
+    assert fastconv.plan_conv2d((1, 2, 224, 224), (32, 2, 5, 5), padding=2).algo == "direct"
 
 
 def test_reasons_name_the_rule():

@@ -50,6 +50,16 @@ DEPTHWISE_MAX_CHANNELS = 3
 FIRST_LAYER_CHANNELS = 4
 FIRST_LAYER_MAX_TAPS = 72
 
+# Any number of output channels, at most this many taps (an RGB 3x3 stem) and output rows at least this
+# wide: the first-layer kernel too. With 27 taps or fewer the direct kernel's micro-tile spends much of
+# its time on the transposed stores of its sums; the first-layer kernel stores its rows straight. 2
+# threads, float32, paired medians of 12 rounds, time first_layer / direct: L1 (8, 3, 224, 224) -> 32
+# 0.89; -> 64 0.91; -> 16 0.94; stride 2 0.82; (8, 3, 128, 128) -> 32 0.84; (8, 1, 224, 224) -> 32 0.57.
+# Narrower maps or more taps stay direct: (16, 3, 64, 64) -> 32 1.12; (64, 3, 32, 32) 1.07; L8 (25 taps,
+# 28 wide) 1.22; (8, 4, 112, 112) (36 taps) 1.01; (8, 2, 112, 112) k5 1.00; (8, 8, 112, 112) 1.29.
+FIRST_LAYER_WIDE_MAX_TAPS = 27
+FIRST_LAYER_WIDE_MIN_WIDTH = 96
+
 # The direct kernel re-reads each 16-channel block's packed weights once per tile of 192 positions, so
 # when the weights are large against the positions (per group: (O/g) * taps weights per output position
 # above this), im2col's GEMM, which streams them better, wins. 2 threads, float32 GFLOP/s, direct vs
@@ -141,13 +151,17 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "first_layer", (f"{o_per_group} output channels per group and {taps} taps per output (<= "
                                f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel's 4-channel pass fits the group "
                                "(groups 32 of 4 -> 4: 30 vs direct 15 GFLOP/s)")
+    if taps <= FIRST_LAYER_WIDE_MAX_TAPS and problem.out_hw[1] >= FIRST_LAYER_WIDE_MIN_WIDTH:
+        return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_WIDE_MAX_TAPS}) on output rows "
+                               f"{problem.out_hw[1]} wide (>= {FIRST_LAYER_WIDE_MIN_WIDTH}): the first-layer "
+                               "kernel stores whole rows (L1: 0.89x the direct kernel's time)")
     positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
         return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
                           f"{DIRECT_MAX_WEIGHTS_PER_POSITION}): the GEMM streams the large weights better")
     return "direct", ("the register-blocked direct kernel (L2: 165 vs im2col 135, L3 stride 2: 141 vs 124, "
-                      "L8 one input channel: 65 vs first_layer 35 GFLOP/s)")
+                      "L8 one input channel on 28-wide maps: 65 vs first_layer 35 GFLOP/s)")
 
 
 def measure_key(problem):
