@@ -53,8 +53,11 @@ def _ort_conv(ort, x, weight, bias, stride, groups):
     return lambda: run(x)
 
 
-def run(quick=False, dtype=np.float32, layers=None, repeat=5):
-    """One row per layer: GFLOP/s of each fastconv algo and of each installed peer."""
+def run(quick=False, dtype=np.float32, layers=None, repeat=None):
+    """One row per layer: GFLOP/s of each fastconv algo and of each installed peer (fastest of ``repeat``
+    interleaved rounds: 10, 3 with ``quick``; with 5 the fastest round of a 40 ms call still moved
+    10-20 % between runs on this shared machine)."""
+    repeat = repeat or (3 if quick else 10)
     torch = try_import_torch()
     ort = try_import_onnxruntime() if np.dtype(dtype) == np.float32 else None
     peak = gemm_gflops(dtype, size=1024 if quick else 2048)
