@@ -76,8 +76,11 @@ DIRECT_MAX_WEIGHTS_PER_POSITION = 192
 DEPTHWISE_ITEM_POSITIONS = 4096
 
 # The same for the first-layer kernel, whose accumulators are four rows of that many positions
-# (L1: 1024 -> 4 rows of 226; 512 and 2048 measured slower).
-FIRST_LAYER_ITEM_POSITIONS = 1024
+# (L1: 2048 -> 9 rows of 226). With the static split 512 and 2048 measured slower than 1024; since
+# the chunks are claimed dynamically, 2048 takes less time (paired medians, 2 threads, 14-24 rounds,
+# time 2048 / 1024: L1 0.93-0.97, its stride-2 form 0.94-0.96, one input channel on 224x224 0.90,
+# grouped 4 -> 4 channels on 28x28 maps 1.00-1.09, (8, 64, 28, 28) -> 128 groups 32 1.00).
+FIRST_LAYER_ITEM_POSITIONS = 2048
 
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
 # GFLOP/s: L7 depthwise 22 vs L2 direct 57, L1 first_layer 60): used to decide when a call is small
