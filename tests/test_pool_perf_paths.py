@@ -174,6 +174,29 @@ def test_window_paths_bit_identical_for_one_and_two_threads(call, dtype, rng):
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.parametrize("width", [32, 45], ids=["whole-lines", "partial-lines"])
+@pytest.mark.parametrize("call", [
+    lambda x, out: fastconv.max_pool2d(x, 3, stride=1, padding=1, out=out),
+    lambda x, out: fastconv.avg_pool2d(x, 3, stride=1, padding=1, out=out),
+    lambda x, out: fastconv.avg_pool2d(x, (1, 3), stride=1, padding=(0, 1), out=out),
+], ids=["max3x3s1", "avg3x3s1", "avg1x3s1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_stores_give_the_same_values(call, width, dtype, rng, monkeypatch):
+    # Large results go out through non-temporal stores (rows of whole, aligned cache lines only); the
+    # threshold lowered to 0 sends this small case there, into out= buffers on a line boundary (32-wide
+    # float32 / float64 rows: every row streamed) and one element off it (no row aligned).
+    x = _special_input(rng, (2, 3, 17, width), dtype)
+    expected = call(x, None)
+    monkeypatch.setattr(fastconv.pool, "STREAM_MIN_BYTES", 0)
+    per_line = 64 // np.dtype(dtype).itemsize
+    backing = np.empty(expected.size + 2 * per_line, dtype)
+    for offset in (0, 1):
+        shift = (-(backing.ctypes.data // backing.itemsize) + offset) % per_line
+        out = backing[shift:shift + expected.size].reshape(expected.shape)
+        assert (out.ctypes.data % 64 == 0) == (offset == 0)
+        np.testing.assert_array_equal(call(x, out), expected)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Grouped bin-max kernel (SPP, adaptive max pooling)
 # ---------------------------------------------------------------------------------------------------

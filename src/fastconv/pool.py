@@ -27,6 +27,12 @@ from .pool_args import adaptive_size, check_flag, check_spatial, paper_level_bin
 from .shapes import adaptive_bins
 from .threads import SERIAL_ELEMENTS, current_threads, serial_if_small
 
+# Results at least this large (the last-level cache here) are written with non-temporal stores where the
+# windowed kernel's rows are whole aligned cache lines: no read-for-ownership of lines that will not be
+# re-read from cache anyway. Paired medians, 30 rounds, 2 threads, time streamed / plain: P4 (3x3 / 1
+# average on (32, 64, 112, 112), 103 MB out) 0.93-0.96, its max form 0.94-0.98; bests 6.8-7.3 vs 7.3-8.3 ms.
+STREAM_MIN_BYTES = 32 << 20
+
 TASKS_PER_THREAD = 4  # windowed pools split plane rows until there are this many tasks per thread
 # bin_max_lanes_kernel's per-thread buffers (LANES x bands x W cells each) stay below this many cells.
 LANES_MAX_CELLS = 16384
@@ -99,7 +105,8 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     # A stride-2 vector load of the row pass reads one cell past the last window (the odd lane it drops).
     length = max(left + iw, ow * s_hw[1] + (k_hw[1] - 1) * d_hw[1])
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
-                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks, current_threads())
+                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks, current_threads(),
+                         out.nbytes >= STREAM_MIN_BYTES)
 
 
 def _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads):

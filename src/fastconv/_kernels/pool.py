@@ -66,8 +66,9 @@ from numba.extending import intrinsic
 
 from .._jit import kernel, parallel_kernel
 from .claim import next_item, range_counters
-from .simd import (HAS_AVX, VEC_BYTES, Vec, float_array, shuffle_mask, vadd, vdiv, vec_lanes, vector_pointer, viota,
-                   vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore, vstore_int64, vswap_halves)
+from .simd import (HAS_AVX, VEC_BYTES, Vec, data_address, float_array, shuffle_mask, store_fence, vadd, vdiv, vec_lanes,
+                   vector_pointer, viota, vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore,
+                   vstore_int64, vstore_stream, vswap_halves)
 
 NEG_INF = -np.inf
 
@@ -260,7 +261,7 @@ def _column_pass(xf, r0, nrows, rstep, n, dst, d0, is_max):
 
 
 @kernel_inline
-def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
+def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream):
     """One chunk of :func:`_row_pass` (stride ``sw`` 1 or 2); ``taps`` (literal): 2 or 3 undilated taps,
     fused (stride 2: loads of 2 * LANES cells give the even, odd and next even cells), 0 for any."""
     if taps == 3 and sw == 1:
@@ -277,19 +278,22 @@ def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
         acc = _vreduce(s, 2 * c, kw, dw, is_max, True)
     if not is_max:
         acc = vdiv(acc, vmul(rows, vload(col_div, c)))
-    vstore(dst, d0 + c, acc)
+    if stream:
+        vstore_stream(dst, d0 + c, acc)
+    else:
+        vstore(dst, d0 + c, acc)
 
 
 @kernel_inline
-def _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, rows, is_max, taps):
+def _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream):
     lanes = vec_lanes(s)
     for c in range(0, ow - lanes, lanes):
-        _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps)
-    _row_chunk(s, ow - lanes, kw, sw, dw, dst, d0, col_div, rows, is_max, taps)
+        _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream)
+    _row_chunk(s, ow - lanes, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream)
 
 
 @kernel_inline
-def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max):
+def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max, stream):
     """``dst[d0 + ox] = op over kx (in order) of s[ox * sw + kx * dw]`` (``/ (row_div * col_div[ox])`` for
     averages), ``ox < ow``. Vector chunks for strides 1 and 2 when ``ow >= LANES``, else a scalar loop."""
     if ow < vec_lanes(s) or sw > 2:
@@ -303,16 +307,16 @@ def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max):
                 acc = acc / (row_div * col_div[ox])
             dst[d0 + ox] = acc
     elif kw == 3 and dw == 1:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 3)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 3, stream)
     elif kw == 2 and dw == 1:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 2)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 2, stream)
     else:
-        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 0)
+        _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 0, stream)
 
 
 @kernel
 def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, top, left,
-                 is_max):
+                 is_max, stream):
     """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` (see :func:`window_pool2d_kernel`).
 
     A compiled function called once per parallel iteration, not inlined into the parallel kernel: numba's
@@ -321,6 +325,7 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
     value, on first use (max and average callers each pay only for their own).
     """
     identity = NEG_INF if is_max else 0.0
+    line = 64 // of.itemsize
     for i in range(left):
         s[i] = identity
     for i in range(left + iw, s.shape[0]):
@@ -330,12 +335,17 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
         ky_lo = -(y0 // dh) if y0 < 0 else 0
         ky_hi = min(kh, (ih - y0 + dh - 1) // dh)
         _column_pass(xf, (p * ih + y0 + ky_lo * dh) * iw, ky_hi - ky_lo, dh * iw, iw, s, left, is_max)
-        _row_pass(s, ow, kw, sw, dw, of, (p * oh + oy) * ow, col_div, 1.0 if is_max else row_div[oy], is_max)
+        d0 = (p * oh + oy) * ow
+        # Streamed only when the row is whole cache lines from a line boundary (no shifted last chunk).
+        aligned = stream and ow % line == 0 and (data_address(of) // of.itemsize + d0) % line == 0
+        _row_pass(s, ow, kw, sw, dw, of, d0, col_div, 1.0 if is_max else row_div[oy], is_max, aligned)
+    if stream:
+        store_fence()
 
 
 @parallel_kernel
 def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, dw, top, left, mode, row_blocks,
-                         workers):
+                         workers, stream):
     """Windowed max or average pooling, separable: column pass, then row pass, per output row.
 
     ``mode``: 0 max; 1 average, ``out[oy, ox] = sum / (row_div[oy] * col_div[ox])`` where the wrapper's
@@ -349,7 +359,9 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
     Per output row ``oy``: ``s[left + ix] = op over valid ky of x[iy, ix]`` (the padding cells of ``s`` hold
     the identity: -inf for max, 0 for sums), then ``out[oy, ox] = op over kx of s[ox * sw + kx * dw]``
     (only the kept positions). Max is exact and NaN-propagating; sums go column by column (ky order,
-    then kx order). Ownership: iteration = (plane, block of output rows).
+    then kx order). Ownership: work item = (plane, block of output rows), claimed by ``workers`` threads.
+    ``stream``: write output rows that are whole aligned cache lines with non-temporal stores (same
+    values; for results larger than the caches).
     """
     n_batch, c_in, ih, iw = x.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -368,10 +380,10 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
             oy_hi = min(oy_lo + rows_per, oh)
             if mode == 0:
                 _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
-                             dw, top, left, True)
+                             dw, top, left, True, stream)
             else:
                 _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
-                             dw, top, left, False)
+                             dw, top, left, False, stream)
             task, used = next_item(counters, worker, used, workers, n_tasks)
 
 

@@ -16,6 +16,7 @@ import numba
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 VEC_BYTES = 32  # AVX2 register; LLVM splits it on narrower targets
@@ -112,6 +113,48 @@ def vstore(typingctx, arr, index, v):
         builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
         return context.get_dummy_value()
     return types.void(arr, index, v), codegen
+
+
+@intrinsic
+def vstore_stream(typingctx, arr, index, v):
+    """``arr.flat[index : index + lanes] = v`` as a non-temporal store: the line goes to memory without
+    being read first (no read-for-ownership) and without displacing the caches. The address must be a
+    multiple of ``VEC_BYTES``; the stores are weakly ordered until :func:`store_fence`."""
+    if not (float_array(arr) and isinstance(v, Vec)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = vector_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[2].lanes)
+        store = builder.store(args[2], ptr, align=VEC_BYTES)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+    return types.void(arr, index, v), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Order the calling thread's non-temporal stores before everything it does next (``sfence``)."""
+    def codegen(context, builder, sig, args):
+        if IS_X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def data_address(typingctx, arr):
+    """The address of ``arr``'s first element, as an integer (to align streamed stores)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+    return types.int64(arr), codegen
 
 
 @intrinsic
