@@ -343,6 +343,14 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
         store_fence()
 
 
+@kernel_inline
+def _task_rows(task, row_blocks, oh):
+    """``(plane, first output row, end row)`` of a windowed or 2x2 pool's work item ``task``."""
+    rows_per = (oh + row_blocks - 1) // row_blocks
+    oy_lo = (task % row_blocks) * rows_per
+    return task // row_blocks, oy_lo, min(oy_lo + rows_per, oh)
+
+
 @parallel_kernel
 def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, dw, top, left, mode, row_blocks,
                          workers, stream):
@@ -368,16 +376,13 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
     planes = n_batch * c_in
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    rows_per = (oh + row_blocks - 1) // row_blocks
     n_tasks = planes * row_blocks
     counters = range_counters(n_tasks, workers)
     for worker in prange(workers):
         s = scratch[worker]
         task, used = next_item(counters, worker, 0, workers, n_tasks)
         while task >= 0:
-            p = task // row_blocks
-            oy_lo = (task % row_blocks) * rows_per
-            oy_hi = min(oy_lo + rows_per, oh)
+            p, oy_lo, oy_hi = _task_rows(task, row_blocks, oh)
             if mode == 0:
                 _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
                              dw, top, left, True, stream)
@@ -446,16 +451,13 @@ def pool2x2_kernel(x, out, divisor, mode, row_blocks, workers):
     planes = n_batch * c_in
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    rows_per = (oh + row_blocks - 1) // row_blocks
     d = divisor[0]
     n_tasks = planes * row_blocks
     counters = range_counters(n_tasks, workers)
     for worker in prange(workers):
         task, used = next_item(counters, worker, 0, workers, n_tasks)
         while task >= 0:
-            p = task // row_blocks
-            oy_lo = (task % row_blocks) * rows_per
-            oy_hi = min(oy_lo + rows_per, oh)
+            p, oy_lo, oy_hi = _task_rows(task, row_blocks, oh)
             if mode == 0:
                 _pool2x2_rows(xf, of, p, oy_lo, oy_hi, d, ih, iw, oh, ow, True, False)
             elif mode == 1:
