@@ -48,7 +48,7 @@ def _row_blocks(planes, out_rows):
 
 
 def _scratch(dtype, length):
-    """Per-thread work rows (indexed by ``numba.get_thread_id()``), fresh per call (concurrent calls from
+    """Per-thread work rows (indexed by the kernel's worker index), fresh per call (concurrent calls from
     several Python threads never share one). Row length is padded to whole 64-byte lines plus one spare
     line, so two threads never write the same cache line (false sharing measured 2x slower)."""
     per_line = 64 // np.dtype(dtype).itemsize

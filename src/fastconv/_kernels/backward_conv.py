@@ -41,14 +41,10 @@ and steps Python ints >= 1, offsets and pads >= 0; every band inside its arrays 
 docstring).
 """
 
-import numba
 import numpy as np
 from numba import prange
 
-from .._jit import kernel, parallel_kernel
-
-# Small helpers inlined into the calling kernel by numba itself (compiled with the caller, never alone).
-inline = numba.njit(inline="always")
+from .._jit import inline, kernel, parallel_kernel
 
 
 @parallel_kernel(fastmath={"contract"})

@@ -34,9 +34,9 @@ checks only the source file of the cached function itself: after editing this mo
 two modules (or clear the cache) so their kernels recompile.
 """
 
-import numba
 import numpy as np
 
+from .._jit import inline
 from .rows import padded_row
 
 TAP_GROUP = 9  # taps per pass of the row-block kernels (one 3x3 window)
@@ -50,8 +50,7 @@ VECTOR_BYTES = 32
 # The helpers below are inlined into the calling kernel by numba itself (``inline="always"``): they are
 # compiled with the caller's options (fastmath contract) and, unlike a call, cost no reference counting
 # on the arrays they read (an atomic operation on a counter both threads share). They are never
-# compiled on their own.
-inline = numba.njit(inline="always")
+# compiled on their own (``_jit.inline``).
 
 
 @inline

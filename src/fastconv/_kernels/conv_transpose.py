@@ -57,7 +57,7 @@ def _store_phase_tile(acc, out, bias, n_first, o_first, n_rows, p0, plen, plane_
 
 @inline
 def _n_tiles(rows, row_len, imgs, tile):
-    return ((imgs - 1) * rows * row_len + rows * row_len + tile - 1) // tile
+    return (imgs * rows * row_len + tile - 1) // tile  # a chunk's positions, in tiles
 
 
 @inline

@@ -57,14 +57,13 @@ Contract (caller guarantees, every kernel): ``x`` is (N, C, H, W), C-contiguous,
 sizes and steps are Python ints >= 1 (paddings >= 0); every window/bin holds at least one input cell.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import get_thread_id, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._jit import kernel, parallel_kernel
+from .._jit import inline, kernel, parallel_kernel
 from .claim import next_item, range_counters
 from .simd import (HAS_AVX, VEC_BYTES, Vec, data_address, float_array, shuffle_mask, store_fence, vadd, vdiv, vec_lanes,
                    vector_pointer, viota, vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore,
@@ -73,10 +72,9 @@ from .simd import (HAS_AVX, VEC_BYTES, Vec, data_address, float_array, shuffle_m
 NEG_INF = -np.inf
 
 
-def kernel_inline(func):
-    """A helper inlined into its jitted callers (numba IR inlining): no dispatcher of its own, so no
-    specialisations to count, and literal flag arguments fold into the caller's loops."""
-    return numba.njit(func, inline="always")
+# Helpers inlined into their jitted callers (numba IR inlining): no dispatcher of its own, so no
+# specialisations to count, and literal flag arguments fold into the caller's loops.
+kernel_inline = inline
 
 
 # Explicit SIMD (see ``simd.py``): NaN-propagating max, reductions, block transposes.
@@ -360,8 +358,8 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
     tables (x's dtype, exact small integers) encode PyTorch's divisor rules (``count_include_pad``,
     ``ceil_mode`` clipping, ``divisor_override`` as ``row_div = 1``, ``col_div = d``). For max the tables
     are empty. ``out``: (N, C, OH, OW). ``scratch``: (T, L) of x's dtype with ``T`` >= the number of
-    threads (``numba.get_thread_id()`` selects a row; each iteration runs on one thread and rewrites what
-    it reads) and ``L >= max(left + W, OW * sw + (kw - 1) * dw)`` (a stride-2 vector load reads one cell
+    threads (the worker index selects a row; each item runs on one thread and rewrites what it
+    reads) and ``L >= max(left + W, OW * sw + (kw - 1) * dw)`` (a stride-2 vector load reads one cell
     past the last window).
 
     Per output row ``oy``: ``s[left + ix] = op over valid ky of x[iy, ix]`` (the padding cells of ``s`` hold

@@ -4,11 +4,9 @@ a strided run of an input row into a row whose cells outside the run are zero pa
 numba's on-disk cache does not track this module: after editing it, touch ``im2col.py`` and
 ``conv_direct_local.py`` (and through it the row-block kernels) so their cached code is rebuilt."""
 
-import numba
 import numpy as np
 
-# Inlined into the calling kernel by numba itself (compiled with the caller, never alone).
-inline = numba.njit(inline="always")
+from .._jit import inline  # compiled with the caller, never alone
 
 
 @inline
