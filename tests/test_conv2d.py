@@ -77,10 +77,12 @@ CASES = {
     "many_channels": ((1, 16, 5, 5), (24, 16, 3, 3), True, dict(padding=1)),
     # wide enough for several tiles of positions per image in the direct kernel
     "wide_image": ((1, 2, 20, 37), (9, 2, 3, 3), True, dict(padding=1)),
-    # the direct kernel's blocks of 16 (float32) / 8 (float64) channels: a full block plus one channel; 193
+    # the direct kernel's AVX2 blocks of 16 (float32) / 8 (float64) channels: a full block plus one channel; 193
     # positions per image (one more than a work item's 192, not a multiple of its 6-position micro-tiles)
     # and tiles that straddle images
     "channel_block_plus_one": ((3, 2, 1, 193), (17, 2, 1, 3), True, dict(padding=(0, 1))),
+    # the same with AVX-512's micro-tiles: blocks of 32 / 16 channels, 8 positions, 256 per work item
+    "wide_channel_block_plus_one": ((3, 2, 1, 257), (33, 2, 1, 3), True, dict(padding=(0, 1))),
     "items_straddle_images_stride2": ((5, 3, 11, 13), (33, 3, 3, 3), True, dict(stride=2, padding=(1, 2))),
     # tall and wide enough for several row blocks per image in the row-block kernels (odd last block)
     "tall_image": ((1, 2, 75, 70), (6, 2, 3, 3), True, dict(padding="same")),

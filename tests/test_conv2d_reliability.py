@@ -22,7 +22,7 @@ ALGOS = ("auto", "direct", "im2col")
 # strided, and enough positions for several tiles per image so the work is really split.
 THREAD_CASES = {
     "dense": ((2, 6, 21, 19), (16, 6, 3, 3), dict(padding=1)),
-    "channel_blocks": ((3, 8, 20, 17), (40, 8, 3, 3), dict(padding=1)),  # 3 float32 / 5 float64 blocks
+    "channel_blocks": ((3, 8, 20, 17), (40, 8, 3, 3), dict(padding=1)),  # 3 / 5 blocks (AVX2), 2 / 3 (AVX-512)
     "depthwise": ((2, 8, 21, 19), (8, 1, 3, 3), dict(padding="same", groups=8)),
     "strided_reflect": ((1, 5, 23, 17), (12, 5, 5, 3), dict(stride=2, padding=2, padding_mode="reflect")),
 }

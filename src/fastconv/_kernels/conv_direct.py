@@ -10,16 +10,17 @@ offset ``ky * dh * row_len + kx * dw``. So for every tap::
     out[o, (n, oy, ox)] += w[o, tap] * planes[c(tap), p(n, oy, ox) + offset(tap)]
 
 Register-blocked micro-kernel (:func:`tap_microkernel`, ``conv_taps_blocked``): a micro-tile of
-``NP = 6`` output positions x ``MV = 2`` vectors of output channels (16 float32 / 8 float64) keeps its
-12 accumulators in vector registers over the taps: per tap 2 loads of packed weights, 6 broadcasts of
-one input value per position and 12 fused multiply-adds (15 of AVX2's 16 registers). The positions are
-any 6 outputs, each read through its own virtual position (a table per work item), so a micro-tile
+``NP`` output positions x ``MV = 2`` vectors of output channels keeps its accumulators in vector
+registers over the taps: per tap 2 loads of packed weights, ``NP`` broadcasts of one input value per
+position and ``2 * NP`` fused multiply-adds. With AVX2 that is 6 positions x 16 float32 (8 float64)
+channels, 15 of the 16 registers; with AVX-512 8 positions x 32 float32 (16 float64) channels. The
+positions are any ``NP`` outputs, each read through its own virtual position (a table per work item), so a micro-tile
 never spends work on the padding columns between rows or the rows between images, the stride costs
 no space-to-depth copy, and broadcasts never straddle cache lines. A work item's outputs run in flat
 ``(n, oy, ox)`` order; its last micro-tile repeats the last position (computed twice, stored once).
 Taps run in chunks (partial sums wait in a per-item buffer, in tap order whatever the chunking); in
 the last pass a micro-tile inside one image stores its sums plus the bias straight from the registers,
-transposed there (each output channel's six positions are contiguous in ``out``); the others go
+transposed there (each output channel's ``NP`` positions are contiguous in ``out``); the others go
 through the buffer and :func:`_store_block`.
 
 ``conv_taps_ob1`` (one output channel per item, for few channels per group) reads *space-to-depth*
@@ -44,18 +45,25 @@ from numba.extending import intrinsic
 
 from .._jit import inline, kernel, parallel_kernel
 from .claim import next_item, range_counters
-from .simd import VEC_BYTES, Vec, address, float_array, shuffle_mask, transpose_rows, vector_pointer
+from .simd import HAS_AVX512, VEC_BYTES, address, float_array, shuffle_mask, transpose_rows, vector_pointer
 from .tap_accumulate import accumulate_taps_1
 
+# The micro-tile: MV vectors of output channels x NP positions, MV * NP accumulators in registers.
+# AVX2 (16 registers of 32 bytes): 6 x 16 float32 channels, 12 accumulators + 2 weights + 1 broadcast.
+# AVX-512 (32 registers of 64 bytes): 8 x 32 channels, 16 accumulators. More positions spill: each
+# position keeps its own input pointer in a general-purpose register (16 of them), and at 10, 12 or
+# 14 positions L2-L5 ran at 0.55-0.8x the 8-position speed (measured on Zen 4, two threads; 6, 7, 9
+# positions: 0.93-1.0x). 8 x 32 against AVX2's 6 x 16: L2 / L4 / L5 1.15-1.25x, L3 1.1x.
+MICRO_VEC_BYTES = 64 if HAS_AVX512 else VEC_BYTES
 MV = 2  # vectors of output channels per micro-tile
-NP = 6  # output positions per micro-tile: MV * NP = 12 accumulators + 2 weights + 1 broadcast = 15 registers
+NP = 8 if HAS_AVX512 else 6  # output positions per micro-tile
 TILE = 512  # virtual positions per work item of conv_taps_ob1: 512 accumulators
-MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (192 output positions)
+MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (NP * 32 output positions)
 
 
 def channel_block(itemsize):
     """Output channels per micro-tile of :func:`conv_taps_blocked`: ``MV`` vectors (16 float32, 8 float64)."""
-    return MV * VEC_BYTES // itemsize
+    return MV * MICRO_VEC_BYTES // itemsize
 
 
 @intrinsic
@@ -63,11 +71,11 @@ def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, res
                     b0, n_rows):
     """``s[j, c] = (acc[a0 + j * B + c] if resume else 0) + sum_t xf[pix[k0 + j] + starts[t]] * wf[t * B + c]``
     for positions ``j < NP``, channels ``c < B = MV * lanes`` and taps t in ``[t_lo, t_hi)`` in order
-    (fused multiply-adds); the 12 accumulators stay in registers for the whole tap loop.
+    (fused multiply-adds); the ``MV * NP`` accumulators stay in registers for the whole tap loop.
 
     Then, with ``o_base < 0``: ``acc[a0 + j * B + c] = s[j, c]``; else the finished sums go straight to
     the output, transposed in registers: ``of[o_base + c * o_stride + j] = s[j, c] + bias[b0 + c]`` for
-    ``c < n_rows`` (six positions contiguous in one image's output rows: no round trip through ``acc``
+    ``c < n_rows`` (the ``NP`` positions contiguous in one image's output rows: no round trip through ``acc``
     and no separate store pass).
 
     ``xf``, ``wf``, ``acc``, ``of``, ``bias`` flat C-contiguous arrays of one float dtype (``bias`` holds
@@ -77,12 +85,12 @@ def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, res
     if not (float_array(xf) and float_array(wf) and float_array(acc) and float_array(of) and float_array(bias)
             and xf.dtype == wf.dtype == acc.dtype == of.dtype == bias.dtype):
         return None
-    vt = Vec(xf.dtype)
+    micro_lanes = MICRO_VEC_BYTES * 8 // xf.dtype.bitwidth
 
     def codegen(context, builder, sig, args):
         (xf_v, starts_v, lo_v, hi_v, pix_v, k0_v, wf_v, acc_v, a0_v, resume_v, of_v, ob_v, os_v, bias_v, b0_v,
          nr_v) = args
-        lanes, bits = vt.lanes, xf.dtype.bitwidth
+        lanes, bits = micro_lanes, xf.dtype.bitwidth
         align = bits // 8
         block = MV * lanes
         vty = ir.VectorType(context.get_value_type(xf.dtype), lanes)
@@ -94,7 +102,7 @@ def tap_microkernel(typingctx, xf, starts, t_lo, t_hi, pix, k0, wf, acc, a0, res
             index = builder.add(a0_v, ir.Constant(i64, j * block + v * lanes))
             return vector_pointer(context, builder, sig.args[7], acc_v, index, lanes)
 
-        # Each position's input pointer, so a tap costs one offset load for all six broadcasts.
+        # Each position's input pointer, so a tap costs one offset load for all ``NP`` broadcasts.
         bases = [address(context, builder, sig.args[0], xf_v,
                          builder.load(address(context, builder, sig.args[4], pix_v,
                                               builder.add(k0_v, ir.Constant(i64, j)))))
@@ -302,7 +310,7 @@ def _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_p
                 m = m0 + k * NP
                 while m >= (n + 1) * ohw:
                     n += 1
-                # The last pass stores from registers when the six positions are whole outputs of one
+                # The last pass stores from registers when the ``NP`` positions are whole outputs of one
                 # image (contiguous in its rows); the rest (a tile across two images, the item's last
                 # partial tile) goes through ``acc``.
                 o_base = -1

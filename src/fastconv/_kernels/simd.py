@@ -22,8 +22,12 @@ from numba.extending import intrinsic, models, register_model
 VEC_BYTES = 32  # AVX2 register; LLVM splits it on narrower targets
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 # maxps via its x86 intrinsic only when compiling for this (AVX) host, numba's default target.
-HAS_AVX = (IS_X86 and numba.config.CPU_NAME in (None, "host") and numba.config.CPU_FEATURES is None
-        and "+avx," in llvm_binding.get_host_cpu_features().flatten() + ",")
+_HOST_TARGET = numba.config.CPU_NAME in (None, "host") and numba.config.CPU_FEATURES is None
+_HOST_FEATURES = llvm_binding.get_host_cpu_features().flatten() + "," if _HOST_TARGET else ""
+HAS_AVX = IS_X86 and "+avx," in _HOST_FEATURES
+# 512-bit vectors and 32 vector registers (AVX-512F), when compiling for such a host: the direct
+# convolution's micro-kernel then uses wider tiles (conv_direct.py).
+HAS_AVX512 = IS_X86 and "+avx512f," in _HOST_FEATURES
 
 
 class Vec(types.Type):
