@@ -83,6 +83,9 @@ CASES = {
     "channel_block_plus_one": ((3, 2, 1, 193), (17, 2, 1, 3), True, dict(padding=(0, 1))),
     # the same with AVX-512's micro-tiles: blocks of 32 / 16 channels, 8 positions, 256 per work item
     "wide_channel_block_plus_one": ((3, 2, 1, 257), (33, 2, 1, 3), True, dict(padding=(0, 1))),
+    # unpadded: the direct kernel reads the NCHW input in place (groups, stride and dilation included)
+    "valid_groups_stride_dilation": ((3, 4, 13, 17), (40, 2, 3, 2), True, dict(groups=2, stride=(2, 1),
+                                                                               dilation=(1, 2))),
     "items_straddle_images_stride2": ((5, 3, 11, 13), (33, 3, 3, 3), True, dict(stride=2, padding=(1, 2))),
     # tall and wide enough for several row blocks per image in the row-block kernels (odd last block)
     "tall_image": ((1, 2, 75, 70), (6, 2, 3, 3), True, dict(padding="same")),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv import dispatch
 from fastconv._kernels import conv_direct
 from fastconv._kernels import im2col as im2col_module
 from fastconv.bands import BAND_BYTES
@@ -226,10 +227,12 @@ def _flops(n, c, o, oh, ow, groups, kh, kw):
     return 2 * n * o * oh * ow * (c // groups) * kh * kw
 
 
-def test_plan_pointwise_is_a_plain_gemm():
+def test_plan_pointwise_needs_no_workspace():
     plan = fastconv.plan_conv2d((8, 64, 14, 14), (32, 64, 1, 1))
-    assert plan.algo == "im2col"
-    assert plan.workspace_bytes == 0  # the input itself is the GEMM operand: no columns, no padding
+    assert plan.algo == ("direct" if dispatch.HAS_AVX512 else "im2col")
+    # the input itself is the GEMM operand (im2col) or read in place (direct): no columns, no padding
+    assert plan.workspace_bytes == 0
+    assert fastconv.plan_conv2d((8, 64, 14, 14), (32, 64, 1, 1), algo="im2col").workspace_bytes == 0
     assert plan.out_shape == (8, 32, 14, 14)
     assert plan.flops == _flops(8, 64, 32, 14, 14, 1, 1, 1)
     assert isinstance(plan.reason, str) and plan.reason

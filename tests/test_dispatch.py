@@ -14,7 +14,7 @@ SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each ru
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "direct"),
     "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
     "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "direct"),
-    "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "im2col"),
+    "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "direct" if dispatch.HAS_AVX512 else "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
     "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "direct"),
 }
@@ -56,7 +56,7 @@ def test_reasons_name_the_rule():
     assert "direct" in fastconv.plan_conv2d((8, 16, 16, 16), (8, 16, 3, 3), padding=1).reason
     assert "depthwise" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 3, 3), groups=8).reason
     assert "taps" in fastconv.plan_conv2d((1, 8, 16, 16), (16, 2, 3, 3), groups=4).reason
-    assert "GEMM" in fastconv.plan_conv2d((1, 8, 16, 16), (8, 8, 1, 1)).reason
+    assert "GEMM" in fastconv.plan_conv2d((1, 1024, 14, 14), (256, 1024, 1, 1)).reason
 
 
 def test_depthwise_rule_boundary_on_output_channels_per_group():
@@ -103,8 +103,18 @@ def test_weights_per_position_boundary():
 
 
 def test_pointwise_rule_comes_first():
-    # 1x1 stride 1 unpadded, groups 1: a plain GEMM even with few taps (the first-layer rule is later).
-    assert fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 1, 1)).algo == "im2col"
+    # 1x1 stride 1 unpadded, groups 1, even with few taps (the first-layer rule is later): the direct
+    # kernel in place while the weights per output position stay at most the limit (AVX-512 only, the
+    # limit is 0 otherwise), else a plain GEMM.
+    limit = dispatch.POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION
+    assert fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 1, 1)).algo == ("direct" if limit else "im2col")
+    c = 256
+    side = int(np.sqrt(c * c / max(limit, 1)))
+    assert c * c / (side + 1) ** 2 <= limit or not limit
+    at = fastconv.plan_conv2d((1, c, side + 1, side + 1), (c, c, 1, 1))
+    above = fastconv.plan_conv2d((1, c, side - 1, side - 1), (c, c, 1, 1))
+    assert (at.algo, above.algo) == (("direct" if limit else "im2col"), "im2col")
+    assert at.workspace_bytes == 0 and above.workspace_bytes == 0  # in place / a plain GEMM
     # Grouped 1x1 with one output channel per group is not a plain GEMM: depthwise.
     assert fastconv.plan_conv2d((1, 8, 16, 16), (8, 1, 1, 1), groups=8).algo == "depthwise"
 

@@ -152,11 +152,20 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
         wpk = pack_weights(weight, problem.groups, 1, tap_plane.size, dtype)
         conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows)
         return
-    row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
-                                          problem.out_hw)
-    planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
+    if problem.pads == ((0, 0), (0, 0)):
+        # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
+        # apart); every tap of a valid output lies inside the image.
+        xk = as_kernel_array(x, dtype)
+        row_len, plane_stride, image_stride = in_hw[1], in_hw[0] * in_hw[1], problem.c_in * in_hw[0] * in_hw[1]
+        xf = xk.reshape(-1)
+    else:
+        row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
+                                              problem.out_hw)
+        planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
+        plane_stride, image_stride = planes.shape[1], rows * row_len
+        xf = planes.reshape(-1)
     tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
-    starts = tap_plane * planes.shape[1] + tap_off
+    starts = tap_plane * plane_stride + tap_off
     block = channel_block(np.dtype(dtype).itemsize)
     wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
     n_blocks = wpk.shape[1]
@@ -166,8 +175,8 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     items = problem.groups * -(-(problem.n_batch * oh * ow) // (NP * MICRO_TILES_PER_ITEM))
     runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
     (sh, sw) = problem.stride
-    conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, -(-n_blocks // runs),
-                      DIRECT_CHUNK_TAPS, current_threads())
+    conv_taps_blocked(xf, plane_stride, c_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
+                      -(-n_blocks // runs), DIRECT_CHUNK_TAPS, current_threads())
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

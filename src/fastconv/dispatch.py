@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
 from .bands import split_bands
 from .conv_layout import local_geometry
@@ -69,7 +70,22 @@ FIRST_LAYER_WIDE_MIN_WIDTH = 96
 # 92 / 92 vs 110 / 106 (752); (32, 512, 7, 7) 106 / 134 vs 119 / 146 (1505); at or below the threshold
 # it goes either way or to direct: L5 (32, 256, 14, 14) 109 / 122 / 160 vs 118 / 127 / 150 (94), (32,
 # 128, 7, 7) 88 / 116 vs 90 / 94 (94).
-DIRECT_MAX_WEIGHTS_PER_POSITION = 192
+#
+# With AVX-512 the direct kernel's 32-channel, 8-position micro-tiles change the balance (2026-12-07,
+# Zen 4, 2 threads, float32 GFLOP/s, direct vs im2col in separate processes, best of 8): it wins up to
+# ~1500 weights per position, (32, 512, 7, 7) 191 vs 178 (1505), (2, 256, 14, 14) 139 vs 124 (1505),
+# (32, 256, 7, 7) 189 vs 166 (376), (4, 256, 14, 14) 175 vs 157 (752); im2col wins from ~3000: (16, 512,
+# 7, 7) 152 vs 175 (3009), (1, 256, 14, 14) 86 vs 116 (3009), (8, 512, 7, 7) 130 vs 172 (6019).
+DIRECT_MAX_WEIGHTS_PER_POSITION = 2048 if HAS_AVX512 else 192
+
+# 1x1 stride-1 unpadded convolutions are a plain GEMM for im2col (no column copy), and the direct kernel
+# reads their input in place. With AVX2 the GEMM wins; with AVX-512 the direct kernel does while the
+# weights are small against the positions (same method as above): L6 (32, 256, 14, 14) -> 256 186 vs
+# 153 (10 weights per position), (32, 64, 56, 56) -> 256 176 vs 135, (8, 1024, 14, 14) -> 256 192 vs
+# 164 (167), (32, 512, 7, 7) -> 2048 179 vs 166 (669); but (1, 1024, 14, 14) -> 256 81 vs 143 (1337),
+# (2, 512, 7, 7) -> 2048 67 vs 144 (10700): its 1x1 taps each read another plane, so with few positions
+# per channel block the input streams from L2.
+POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION = 1024 if HAS_AVX512 else 0
 
 # Local positions (output rows x padded row length) per work item of the depthwise kernel: a 56x56 map
 # (row length 58) is one item per plane, larger maps are split into row blocks.
@@ -145,9 +161,14 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "measure", "not measured yet: the first conv2d call with algo='measure' times every algorithm"
     if algo != "auto":
         return algo, "requested by the caller"
-    if problem.is_pointwise and problem.groups == 1:
-        return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
     o_per_group = problem.c_out // problem.groups
+    positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
+    if problem.is_pointwise and problem.groups == 1:
+        if problem.c_out * problem.c_in / positions <= POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION:
+            return "direct", (f"1x1 stride-1 unpadded with at most {POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION} "
+                              "weights per output position: the direct kernel reads the input in place "
+                              "(L6: 186 vs im2col 153 GFLOP/s with AVX-512)")
+        return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
     if o_per_group <= DEPTHWISE_MAX_CHANNELS:
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")
@@ -160,7 +181,6 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_WIDE_MAX_TAPS}) on output rows "
                                f"{problem.out_hw[1]} wide (>= {FIRST_LAYER_WIDE_MIN_WIDTH}): the first-layer "
                                "kernel stores whole rows (L1: 0.89x the direct kernel's time)")
-    positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
         return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
@@ -200,6 +220,8 @@ def workspace_bytes(problem, algo):
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":
         return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
+    if problem.pads == ((0, 0), (0, 0)) and problem.c_out // problem.groups >= DIRECT_BLOCK_MIN_CHANNELS:
+        return 0  # the register-blocked kernel reads an unpadded input in place
     return padded
 
 

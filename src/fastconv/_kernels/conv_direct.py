@@ -238,15 +238,20 @@ def _store_block(acc, of, bias, m0, m_lo, m_end, ohw, c_out, o_first, n_rows, b0
 
 
 @parallel_kernel
-def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, workers):
+def conv_taps_blocked(xf, plane_stride, planes_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
+                      blocks_per_item, chunk_taps, workers):
     """Direct convolution with the register-blocked :func:`tap_microkernel`.
 
     Contract (caller guarantees):
-    - ``planes``: (G * C / G, L), C-contiguous, one float dtype: the padded input, one plane per channel
-      (no space-to-depth: the stride ``(sh, sw)`` steps the positions instead), image ``n`` row ``i``
-      column ``j`` at ``n * rows * row_len + i * row_len + j``; every read
-      ``group_base + n * rows * row_len + oy * sh * row_len + ox * sw + starts[t]`` inside the array.
-    - ``starts``: int64 (T,), ``tap_plane[t] * L + tap_off[t]`` (relative to the group's first plane).
+    - ``xf``: 1-D, C-contiguous, one float dtype: the (padded) input, one plane per channel, channel ``c``
+      from ``c * plane_stride`` (``planes_per_group`` channels per group; no space-to-depth: the stride
+      ``(sh, sw)`` steps the positions instead), image ``n`` row ``i`` column ``j`` at
+      ``n * image_stride + i * row_len + j`` within its plane: padded planes (images back to back,
+      ``image_stride = rows * row_len``) or, for an unpadded problem, the NCHW input itself
+      (``plane_stride = H * W``, ``image_stride = C * H * W``, ``row_len = W``). Every read
+      ``group_base + n * image_stride + oy * sh * row_len + ox * sw + starts[t]`` inside the array.
+    - ``starts``: int64 (T,), ``tap_plane[t] * plane_stride + tap_off[t]`` (relative to the group's first
+      plane).
     - ``wpk``: (G, n_blocks, T, B) packed weights, ``B = channel_block(itemsize)``, zero for channels
       beyond O / G; ``bpk``: (G, n_blocks, B) the bias packed likewise (zeros when the user gave none).
     - ``out``: (N, O, OH, OW).
@@ -267,20 +272,18 @@ def conv_taps_blocked(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, bloc
         acc = np.empty((tile, block), dtype=out.dtype)
         item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
-            _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, item,
-                          pix, acc)
+            _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
+                          blocks_per_item, chunk_taps, item, pix, acc)
             item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @inline
-def _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_per_item, chunk_taps, item, pix, acc):
+def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
+                  blocks_per_item, chunk_taps, item, pix, acc):
     """Work item ``item`` of :func:`conv_taps_blocked`: (group, tile of output positions, run of channel
     blocks), the run varying fastest so that consecutive items share their input tile. ``pix`` (tile,)
     and ``acc`` (tile, B): the calling thread's scratch."""
     n_groups, n_blocks, n_taps, block = wpk.shape
-    plane_len = planes.shape[1]
-    planes_per_group = planes.shape[0] // n_groups
-    xf = planes.reshape(-1)
     bf = bpk.reshape(-1)
     n_batch, c_out, oh, ow = out.shape
     ohw = oh * ow
@@ -297,7 +300,7 @@ def _blocked_item(planes, starts, wpk, bpk, out, row_len, rows, sh, sw, blocks_p
     g = rest // n_tiles
     m_end = min(m0 + tile, m_total)
     n_micro = (m_end - m0 + NP - 1) // NP
-    _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_len, oh, ow, rows * row_len, sh * row_len, sw)
+    _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
     for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
         wf = wpk[g, blk].reshape(-1)
         o_first = g * o_per_group + blk * block
