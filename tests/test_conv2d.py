@@ -86,6 +86,11 @@ CASES = {
     # unpadded: the direct kernel reads the NCHW input in place (groups, stride and dilation included)
     "valid_groups_stride_dilation": ((3, 4, 13, 17), (40, 2, 3, 2), True, dict(groups=2, stride=(2, 1),
                                                                                dilation=(1, 2))),
+    # the direct kernel's few-channel variant (at most 3 output channels per group): several micro-tiles
+    # of positions per row block, the last one partly past the outputs
+    "few_channels_many_taps": ((2, 20, 23, 31), (3, 20, 3, 3), True, dict(padding=1)),
+    "few_channels_groups_stride_dilation": ((3, 12, 19, 22), (4, 6, 3, 2), True,
+                                            dict(groups=2, stride=(2, 1), dilation=(1, 2), padding=2)),
     "items_straddle_images_stride2": ((5, 3, 11, 13), (33, 3, 3, 3), True, dict(stride=2, padding=(1, 2))),
     # tall and wide enough for several row blocks per image in the row-block kernels (odd last block)
     "tall_image": ((1, 2, 75, 70), (6, 2, 3, 3), True, dict(padding="same")),

@@ -13,7 +13,7 @@ import pytest
 
 import fastconv
 from fastconv import dispatch
-from fastconv._kernels import conv_direct
+from fastconv._kernels import conv_direct, conv_few
 from fastconv._kernels import im2col as im2col_module
 from fastconv.bands import BAND_BYTES
 
@@ -25,6 +25,7 @@ THREAD_CASES = {
     "dense": ((2, 6, 21, 19), (16, 6, 3, 3), dict(padding=1)),
     "channel_blocks": ((3, 8, 20, 17), (40, 8, 3, 3), dict(padding=1)),  # 3 / 5 blocks (AVX2), 2 / 3 (AVX-512)
     "depthwise": ((2, 8, 21, 19), (8, 1, 3, 3), dict(padding="same", groups=8)),
+    "few_channels": ((2, 16, 67, 45), (3, 16, 3, 3), dict(padding=1)),  # several row blocks per image
     "strided_reflect": ((1, 5, 23, 17), (12, 5, 5, 3), dict(stride=2, padding=2, padding_mode="reflect")),
 }
 
@@ -141,8 +142,7 @@ def test_concurrent_calls_from_four_python_threads(tol):
 def _conv_dispatchers():
     return {
         "conv_taps_blocked": conv_direct.conv_taps_blocked,
-        "conv_taps_ob1": conv_direct.conv_taps_ob1,
-        "_store_tile": conv_direct._store_tile,
+        "conv_few": conv_few.conv_few,
         "_store_block": conv_direct._store_block,
         "_virtual_positions": conv_direct._virtual_positions,
         "im2col_band": im2col_module.im2col_band,
@@ -182,15 +182,14 @@ def test_few_compiled_specialisations(rng):
         for algo in ALGOS:
             fastconv.conv2d(x, w, b, algo=algo, out=out)
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
-    # One specialisation per float dtype for every kernel, including the helpers _store_tile and
-    # _store_block that the jitted kernels call (passed int64 counts, so typed once per dtype), and at most
-    # one of the dtype-free _virtual_positions.
-    limits = {"conv_taps_blocked": 2, "conv_taps_ob1": 2, "im2col_band": 2, "_store_tile": 2, "_store_block": 2,
-              "_virtual_positions": 1}
+    # One specialisation per float dtype for every kernel, including the helper _store_block that the
+    # jitted kernel calls (passed int64 counts, so typed once per dtype), and at most one of the
+    # dtype-free _virtual_positions.
+    limits = {"conv_taps_blocked": 2, "conv_few": 2, "im2col_band": 2, "_store_block": 2, "_virtual_positions": 1}
     assert all(counts[name] <= limit for name, limit in limits.items()), counts
     # Not vacuous: the kernels called from Python did compile (a helper inlined into a caller's
-    # compilation, like _store_tile, may show none).
-    assert min(counts["conv_taps_blocked"], counts["conv_taps_ob1"], counts["im2col_band"]) >= 1, counts
+    # compilation, like _store_block, may show none).
+    assert min(counts["conv_taps_blocked"], counts["conv_few"], counts["im2col_band"]) >= 1, counts
 
 
 IMPORT_SCRIPT = textwrap.dedent(

@@ -64,8 +64,19 @@ def test_depthwise_rule_boundary_on_output_channels_per_group():
     at = fastconv.plan_conv2d((1, 4, 16, 16), (4 * limit, 1, 3, 3), groups=4, padding=1)
     above = fastconv.plan_conv2d((1, 4, 16, 16), (4 * (limit + 1), 1, 3, 3), groups=4, padding=1)
     assert (at.algo, above.algo) == ("depthwise", "first_layer")
-    # Few output channels with many input channels (a 2-class head) is the depthwise kernel too.
-    assert fastconv.plan_conv2d((1, 64, 32, 32), (2, 64, 3, 3), padding=1).algo == "depthwise"
+
+
+
+def test_few_output_channels_from_many_inputs_go_to_the_direct_kernel():
+    # A 2-class head or an RGB output layer: the direct kernel's few-channel variant from
+    # FEW_MIN_INPUT_CHANNELS input channels per group, the depthwise kernel below.
+    limit = dispatch.FEW_MIN_INPUT_CHANNELS
+    plan = fastconv.plan_conv2d((1, 64, 32, 32), (2, 64, 3, 3), padding=1)
+    assert plan.algo == "direct" and "few-channel" in plan.reason
+    assert fastconv.plan_conv2d((1, limit, 32, 32), (3, limit, 3, 3), padding=1).algo == "direct"
+    assert fastconv.plan_conv2d((1, limit - 1, 32, 32), (3, limit - 1, 3, 3), padding=1).algo == "depthwise"
+    # per group: 32 groups of 2 -> 2 channels stay depthwise
+    assert fastconv.plan_conv2d((1, 64, 32, 32), (64, 2, 3, 3), groups=32, padding=1).algo == "depthwise"
 
 
 def test_first_layer_rule_boundary_on_taps_and_channels():
@@ -107,7 +118,9 @@ def test_pointwise_rule_comes_first():
     # kernel in place while the weights per output position stay at most the limit (AVX-512 only, the
     # limit is 0 otherwise), else a plain GEMM.
     limit = dispatch.POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION
-    assert fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 1, 1)).algo == ("direct" if limit else "im2col")
+    assert fastconv.plan_conv2d((1, 3, 16, 16), (32, 3, 1, 1)).algo == ("direct" if limit else "im2col")
+    # fewer output channels than one of the direct kernel's channel blocks: the GEMM
+    assert fastconv.plan_conv2d((1, 3, 16, 16), (8, 3, 1, 1)).algo == "im2col"
     c = 256
     side = int(np.sqrt(c * c / max(limit, 1)))
     assert c * c / (side + 1) ** 2 <= limit or not limit

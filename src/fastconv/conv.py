@@ -5,16 +5,18 @@ import numpy as np
 from . import memory
 
 from ._kernels.conv_depthwise import conv_depthwise
-from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, NP, channel_block, conv_taps_blocked, conv_taps_ob1
+from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, NP, channel_block, conv_taps_blocked
+from ._kernels.conv_few import OB as FEW_OB
+from ._kernels.conv_few import conv_few
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
 from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inner
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
-from .conv_layout import (LOCAL_CHUNKS, direct_geometry, local_geometry, local_input, local_taps, make_planes,
+from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes,
                           pack_local_weights, pack_weights, padded_geometry, tap_list)
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
-                       DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, FIRST_LAYER_ITEM_POSITIONS,
+                       DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
 from .padding import check_padding_mode
 from .shapes import output_size_2d, padding_2d
@@ -137,21 +139,16 @@ def _bias_or_zeros(bias, c_out, dtype):
 def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     """Padded planes + tap list + register-blocked direct kernel (bias fused); the one-channel variant
     reads space-to-depth planes."""
+    o_per_group = problem.c_out // problem.groups
+    if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
+        _run_row_blocks(conv_few, FEW_OB, FEW_ITEM_POSITIONS, problem, x, weight, bias, padding_mode, dtype, out)
+        return
     in_hw, pads = problem.in_hw, problem.pads
     if padding_mode != "zeros":  # the planes are built from the padded array: no implicit zeros
         (top, bottom), (left, right) = pads
         in_hw, pads = (in_hw[0] + top + bottom, in_hw[1] + left + right), ((0, 0), (0, 0))
     bias = _bias_or_zeros(bias, problem.c_out, dtype)
     c_per_group = problem.c_in // problem.groups
-    o_per_group = problem.c_out // problem.groups
-    if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
-        row_len, rows, tail = direct_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
-                                              problem.out_hw)
-        planes = make_planes(x, problem.pads, padding_mode, problem.stride, row_len, rows, tail, dtype)
-        tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, problem.stride, problem.dilation, row_len)
-        wpk = pack_weights(weight, problem.groups, 1, tap_plane.size, dtype)
-        conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows)
-        return
     if problem.pads == ((0, 0), (0, 0)):
         # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
         # apart); every tap of a valid output lies inside the image.

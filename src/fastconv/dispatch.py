@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._kernels.conv_direct import channel_block
 from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
 from .bands import split_bands
@@ -98,6 +99,16 @@ DEPTHWISE_ITEM_POSITIONS = 4096
 # grouped 4 -> 4 channels on 28x28 maps 1.00-1.09, (8, 64, 28, 28) -> 128 groups 32 1.00).
 FIRST_LAYER_ITEM_POSITIONS = 2048
 
+# The direct kernel's few-channel variant (``conv_few``: at most 3 output channels per group, all in
+# one register-blocked micro-tile) against the depthwise kernel (one channel per pass), 2 threads,
+# best of 10 interleaved, float32 GFLOP/s (AVX-512): 64 -> 3 channels 3x3 on (8, 56, 56) 63 vs 56, 64 -> 2
+# 39 vs 34, 16 -> 3 52 vs 29, 4 -> 2 18 vs 9, 32 -> 3 on 112x112 81 vs 60, 8 -> 1 11 vs 10; with fewer
+# input channels per group the depthwise kernel wins or ties: L7 (1 -> 1) 20 vs 35, groups 32 of
+# 2 -> 2 17 vs 18. Work items of 512 / 1024 / 2048 local positions measured alike (1.1-1.3 ms on the
+# 64 -> 3 case, noise), 256 and 4096 slower.
+FEW_MIN_INPUT_CHANNELS = 4
+FEW_ITEM_POSITIONS = 1024
+
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
 # GFLOP/s: L7 depthwise 22 vs L2 direct 57, L1 first_layer 60): used to decide when a call is small
 # enough to run on one thread (``fastconv.threads.serial_if_small``).
@@ -164,11 +175,17 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     o_per_group = problem.c_out // problem.groups
     positions = max(1, problem.n_batch * problem.out_hw[0] * problem.out_hw[1])  # an empty batch: any choice
     if problem.is_pointwise and problem.groups == 1:
-        if problem.c_out * problem.c_in / positions <= POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION:
+        if (problem.c_out >= channel_block(problem.itemsize)
+                and problem.c_out * problem.c_in / positions <= POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION):
             return "direct", (f"1x1 stride-1 unpadded with at most {POINTWISE_DIRECT_MAX_WEIGHTS_PER_POSITION} "
                               "weights per output position: the direct kernel reads the input in place "
                               "(L6: 186 vs im2col 153 GFLOP/s with AVX-512)")
         return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
+    c_per_group = problem.c_in // problem.groups
+    if o_per_group <= DEPTHWISE_MAX_CHANNELS and c_per_group >= FEW_MIN_INPUT_CHANNELS:
+        return "direct", (f"{o_per_group} output channel(s) per group from {c_per_group} input channels (>= "
+                          f"{FEW_MIN_INPUT_CHANNELS}): the direct kernel's few-channel variant, all of a group's "
+                          "output channels per micro-tile (64 -> 3 channels on 56x56: 63 vs depthwise 56 GFLOP/s)")
     if o_per_group <= DEPTHWISE_MAX_CHANNELS:
         return "depthwise", (f"{o_per_group} output channel(s) per group (depthwise-like): the depthwise "
                              "kernel, one output channel per pass (L7: 17-22 vs direct 3-5 GFLOP/s, 1 thread)")

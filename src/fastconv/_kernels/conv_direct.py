@@ -23,12 +23,8 @@ the last pass a micro-tile inside one image stores its sums plus the bias straig
 transposed there (each output channel's ``NP`` positions are contiguous in ``out``); the others go
 through the buffer and :func:`_store_block`.
 
-``conv_taps_ob1`` (one output channel per item, for few channels per group) reads *space-to-depth*
-planes instead (plane ``(c, a, b)`` holds ``xp[:, c, a::sh, b::sw]``; a tap reads plane
-``(c, (ky*dh) % sh, (kx*dw) % sw)`` at offset ``((ky*dh) // sh) * row_len + (kx*dw) // sw`` from
-``p = n * plane_len + oy * row_len + ox``) and runs unit-stride loops over consecutive virtual
-positions, accumulating in an L1-resident buffer (:mod:`tap_accumulate`); positions outside the output
-are computed and discarded.
+Fewer than 4 output channels per group (a 16- or 32-channel block would be mostly padding) take
+``conv_few`` instead (``conv_few.py``).
 
 Parallel ownership: a work item = (group, tile of output positions, run of output-channel blocks),
 the run varying fastest so that consecutive items share their input tile. An item writes only those
@@ -46,7 +42,6 @@ from numba.extending import intrinsic
 from .._jit import inline, kernel, parallel_kernel
 from .claim import next_item, range_counters
 from .simd import HAS_AVX512, VEC_BYTES, address, float_array, shuffle_mask, transpose_rows, vector_pointer
-from .tap_accumulate import accumulate_taps_1
 
 # The micro-tile: MV vectors of output channels x NP positions, MV * NP accumulators in registers.
 # AVX2 (16 registers of 32 bytes): 6 x 16 float32 channels, 12 accumulators + 2 weights + 1 broadcast.
@@ -57,7 +52,6 @@ from .tap_accumulate import accumulate_taps_1
 MICRO_VEC_BYTES = 64 if HAS_AVX512 else VEC_BYTES
 MV = 2  # vectors of output channels per micro-tile
 NP = 8 if HAS_AVX512 else 6  # output positions per micro-tile
-TILE = 512  # virtual positions per work item of conv_taps_ob1: 512 accumulators
 MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (NP * 32 output positions)
 
 
@@ -169,29 +163,6 @@ def _store_transposed(context, builder, sig, accs, of_v, ob_v, os_v, bias_v, b0_
                                               part.type.as_pointer())
                         builder.store(part, ptr, align=align)
                         done += piece
-
-
-@kernel
-def _store_tile(acc, out, bias, o_first, n_rows, p0, plen, row_len, rows):
-    """Write accumulator rows to ``out[n, o_first + j, oy, ox]`` for the valid positions of the tile."""
-    oh, ow = out.shape[2], out.shape[3]
-    p_end = p0 + plen
-    for j in range(n_rows):
-        o = o_first + j
-        b = bias[o]
-        src = acc[j]
-        grow = p0 // row_len  # global row index over all images
-        while grow * row_len < p_end:
-            n = grow // rows
-            oy = grow - n * rows
-            if oy < oh:
-                q = grow * row_len
-                x_lo = max(p0 - q, 0)
-                x_hi = min(ow, p_end - q)
-                dst = out[n, o, oy]
-                for ox in range(x_lo, x_hi):
-                    dst[ox] = src[q + ox - p0] + b
-            grow += 1
 
 
 @kernel
@@ -323,29 +294,3 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
                                 ohw, bf, b0, n_rows)
                 if t1 == n_taps and o_base < 0:
                     _store_block(acc, of, bf, m0, m, min(m + NP, m_end), ohw, c_out, o_first, n_rows, b0)
-
-
-@parallel_kernel(fastmath={"contract"})
-def conv_taps_ob1(planes, tap_plane, tap_off, wpk, bias, out, row_len, rows):
-    """Direct convolution, one output channel per work item (depthwise and few channels per group).
-
-    Contract: ``planes`` as for :func:`conv_taps_blocked`, every read ``p + tap_off[t]`` for ``p < npos``
-    inside the array (no minimum ``npos``); ``tap_plane``, ``tap_off``: int64 (T,), T a multiple of 3
-    (padding taps have zero weight), ``tap_plane`` relative to the group's first plane; ``wpk`` (G, O / G,
-    T, 1); ``bias``, ``out`` as for :func:`conv_taps_blocked`.
-    """
-    n_groups, o_per_group, n_taps, _ = wpk.shape
-    planes_per_group = planes.shape[0] // n_groups
-    n_batch, oh = out.shape[0], out.shape[2]
-    npos = (n_batch - 1) * rows * row_len + oh * row_len
-    n_tiles = (npos + TILE - 1) // TILE
-    for item in prange(n_groups * n_tiles * o_per_group):
-        j = item % o_per_group
-        rest = item // o_per_group
-        tile = rest % n_tiles
-        g = rest // n_tiles
-        p0 = tile * TILE
-        plen = min(TILE, npos - p0)
-        acc = np.zeros((1, TILE), dtype=out.dtype)
-        accumulate_taps_1(acc, planes, g * planes_per_group, tap_plane, tap_off, 0, n_taps, p0, wpk[g, j], plen)
-        _store_tile(acc, out, bias, g * o_per_group + j, acc.shape[0], p0, plen, row_len, rows)
