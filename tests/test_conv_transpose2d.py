@@ -330,8 +330,15 @@ def test_plan_and_tile_are_pure_functions_of_the_shape():
     assert plan.algo == "col2im" and plan.out_shape == (16, 64, 56, 56)
     assert "GEMM depth C_in/groups = 128 >= 4" in plan.reason
     assert plan_conv_transpose2d((32, 256, 14, 14), (256, 128, 2, 2), stride=2).algo == "col2im"  # T2
-    assert plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1).algo == "col2im"  # T3
-    depthwise = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 3, 3), groups=32)  # 9 taps per phase
+    t3 = plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1)  # stride 1: the equivalent conv2d
+    assert t3.algo == "direct" and "equivalent conv2d" in t3.reason
+    # ... its workspace: the conv2d's (row-block buffers, no padded copy) plus the flipped weights
+    assert 0 < t3.workspace_bytes < 8 * 64 * 56 * 56 * 4
+    # one output channel per group keeps the depth rule
+    assert plan_conv_transpose2d((8, 64, 56, 56), (64, 1, 3, 3), padding=1).algo == "col2im"
+    # padding beyond the kernel's reach (a cropped output) has no conv2d equivalent: depth rule
+    assert plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=3).algo == "col2im"
+    depthwise = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 3, 3), groups=32)  # stride 1, 9 taps per phase
     assert depthwise.algo == "direct" and "9 taps per output phase (>= 6)" in depthwise.reason
     depthwise_s2 = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 4, 4), stride=2, groups=32)  # 4 taps per phase
     assert depthwise_s2.algo == "col2im" and "4 taps per output phase (< 6)" in depthwise_s2.reason

@@ -20,6 +20,8 @@ from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
+from .conv import conv2d
+from .dispatch import plan_conv2d
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
 from .workers import executor
@@ -115,6 +117,13 @@ TRANSPOSE_OB8_MIN_CHANNELS = 2
 COL2IM_MIN_DEPTH = 4
 DIRECT_MIN_PHASE_TAPS = 6
 
+# Stride 1 (no padding beyond the kernel's reach): "direct" runs the equivalent conv2d, whose direct
+# kernels beat GEMM + col2im (2026-12-07, AVX-512, 2 threads, best of 10 interleaved, GFLOP/s conv2d vs
+# col2im): T3 (8, 64, 56, 56) -> 3 k3 74 vs 59; -> 64 197 vs 163; (16, 128, 28, 28) -> 64 195 vs 178;
+# (32, 256, 14, 14) -> 128 202 vs 181; 1x1 99 vs 82; (8, 16, 56, 56) -> 3 k5 99 vs 41; but one output
+# channel, (32, 64, 56, 56) -> 1 k3, 29 vs 38 (the few-channel kernel computes 3).
+CONV2D_MIN_CHANNELS = 2
+
 # Direct kernel work items: at most this many accumulator bytes per half block (4 channels x tile
 # positions, so an L1-resident 16 KiB), measured best on T1 (tile 1024 float32: 87 GFLOP/s vs 62 at 256,
 # because each 3-tap step has a fixed set-up cost amortised over the tile); and at least
@@ -151,6 +160,9 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
     sh, sw = problem.stride
     depth = problem.c_in // problem.groups
     taps = kh * kw / (sh * sw)
+    if problem.c_out // problem.groups >= CONV2D_MIN_CHANNELS and conv2d_pads(problem) is not None:
+        return "direct", (f"stride 1 with {problem.c_out // problem.groups} output channels per group (>= "
+                          f"{CONV2D_MIN_CHANNELS}): the equivalent conv2d (flipped kernel) and its dispatch")
     if depth >= COL2IM_MIN_DEPTH:
         return "col2im", (f"GEMM depth C_in/groups = {depth} >= {COL2IM_MIN_DEPTH}: "
                           f"per-thread BLAS GEMMs + col2im")
@@ -170,8 +182,18 @@ def _workspace_bytes(problem, algo):
             packed = problem.c_in * _ceil_div(problem.c_out // problem.groups, split.channels) * split.rows
         return (split.workspace_bytes(problem.itemsize) * numba.config.NUMBA_NUM_THREADS
                 + packed * problem.itemsize)
+    pads = conv2d_pads(problem)
+    if pads is not None:  # the equivalent conv2d's workspace, plus its flipped weights
+        (kh, kw), og = problem.kernel_hw, problem.c_out // problem.groups
+        w_shape = (problem.c_out, problem.c_in // problem.groups, kh, kw)
+        plan = plan_conv2d((problem.n_batch, problem.c_in) + problem.in_hw, w_shape, padding=pads,
+                           dilation=problem.dilation, groups=problem.groups, dtype=_FLOAT_OF_SIZE[problem.itemsize])
+        return plan.workspace_bytes + problem.c_in * og * kh * kw * problem.itemsize
     layout = phase_layout(problem)
     return problem.c_in * layout.buffer_len(problem.n_batch) * problem.itemsize
+
+
+_FLOAT_OF_SIZE = {4: np.float32, 8: np.float64}
 
 
 def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0, output_size=None,
@@ -367,8 +389,45 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     return out
 
 
+def conv2d_pads(problem):
+    """``((top, bottom), (left, right))`` of the conv2d that equals this transposed convolution when the
+    stride is 1 (kernel flipped, input and output channels swapped), or None (a stride, or a side that
+    would need negative padding).
+
+    With stride 1, ``out[y] = sum_ky x[y + top - ky * dh] * w[ky]``: a cross-correlation of ``x`` padded
+    by ``dh * (kH - 1) - top`` before with the flipped kernel; the padding after follows from the
+    output size (it absorbs ``output_padding``).
+    """
+    if problem.stride != (1, 1):
+        return None
+    pads = []
+    for axis in (0, 1):
+        span = problem.dilation[axis] * (problem.kernel_hw[axis] - 1)
+        before = span - problem.pads[axis][0]
+        after = problem.out_hw[axis] - problem.in_hw[axis] - before + span
+        if before < 0 or after < 0:
+            return None
+        pads.append((before, after))
+    return tuple(pads)
+
+
+def conv2d_weight(weight, groups, dtype):
+    """(C_in, O/g, kH, kW) transposed-conv weights -> the (O, C_in/g, kH, kW) flipped conv2d weights of
+    :func:`conv2d_pads`: ``w[g*og + o, c, ky, kx] = weight[g*cg + c, o, kH-1-ky, kW-1-kx]``."""
+    c_in, og, kh, kw = weight.shape
+    per_group = weight.astype(dtype, copy=False).reshape(groups, c_in // groups, og, kh, kw)
+    return np.ascontiguousarray(per_group.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(
+        groups * og, c_in // groups, kh, kw)
+
+
 def _run_direct(problem, x, weight, bias, dtype, out):
-    """Zero-padded channel-major planes + per-phase tap lists + the gather kernel (bias fused)."""
+    """Stride 1: the equivalent conv2d's direct kernels. Else zero-padded channel-major planes +
+    per-phase tap lists + the gather kernel (bias fused)."""
+    pads = conv2d_pads(problem)
+    if pads is not None:
+        conv2d(x, conv2d_weight(weight, problem.groups, dtype), bias, padding=pads, dilation=problem.dilation,
+               groups=problem.groups, out=out)
+        return
     layout = phase_layout(problem)
     n_batch, c_in, ih, iw = x.shape
     top, left = layout.pad_top, layout.pad_left

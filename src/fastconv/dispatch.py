@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from ._kernels.conv_direct import channel_block
+from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
 from .bands import split_bands
@@ -237,7 +238,9 @@ def workspace_bytes(problem, algo):
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":
         return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
-    if problem.pads == ((0, 0), (0, 0)) and problem.c_out // problem.groups >= DIRECT_BLOCK_MIN_CHANNELS:
+    if problem.c_out // problem.groups < DIRECT_BLOCK_MIN_CHANNELS:  # the few-channel variant: row blocks
+        return _local_buffer_bytes(problem, FEW_ITEM_POSITIONS, FEW_OB)
+    if problem.pads == ((0, 0), (0, 0)):
         return 0  # the register-blocked kernel reads an unpadded input in place
     return padded
 
