@@ -1,5 +1,6 @@
-"""conv2d_backward's three evaluation paths, each forced on the same problems: batch-innermost (tiny maps),
-band GEMMs (serial and on worker threads), the direct row kernel (depthwise-like); plus the GEMM entry
+"""conv2d_backward's evaluation paths, each forced on the same problems: batch-innermost (tiny maps),
+band GEMMs (serial and on worker threads), the direct row kernel (depthwise-like), the direct kernels
+(input gradient as a conv2d, weight gradient by the blocked micro-kernel); plus the GEMM entry
 point, the bias kernels, the problem cache, concurrency and compiled signatures."""
 
 import threading
@@ -16,6 +17,7 @@ import fastconv.dispatch as dispatch
 import fastconv.reference as ref
 from conftest import FD_TOL, assert_close_to, at_one_and_two_threads, numeric_grad
 from fastconv._kernels import backward_conv as kernels
+from fastconv._kernels import backward_conv_direct
 from fastconv._kernels import backward_conv_gemm
 from fastconv._kernels import im2col as im2col_kernels
 from fastconv.blas import blas_available, blas_num_threads
@@ -23,10 +25,15 @@ from test_backward_conv import CONV_CASES, _conv_inputs
 
 # Module settings that force one path. "threads" also splits into many small bands and runs them on the
 # worker threads whatever the problem size (SERIAL_MACS = 0).
+# "direct": the input gradient as a conv2d and the weight gradient by the direct kernel's micro-kernel
+# (AVX-512's default from 16 output channels per group), forced from one channel (partial blocks).
+_BANDS_ONLY = dict(GRAD_X_AS_CONV2D=False, GRAD_WEIGHT_BLOCKED=False)
 ROUTES = {
     "batch-inner": dict(BATCH_INNER_MAX_OW=1 << 30, BATCH_INNER_MAX_GROUPS=1 << 30),
-    "bands": dict(BATCH_INNER_MAX_OW=0),
-    "threads": dict(BATCH_INNER_MAX_OW=0, SERIAL_MACS=0, BAND_BYTES=1, BAND_MIN_POSITIONS=1),
+    "bands": dict(BATCH_INNER_MAX_OW=0, **_BANDS_ONLY),
+    "threads": dict(BATCH_INNER_MAX_OW=0, SERIAL_MACS=0, BAND_BYTES=1, BAND_MIN_POSITIONS=1, **_BANDS_ONLY),
+    "direct": dict(BATCH_INNER_MAX_OW=0, SERIAL_MACS=0, GRAD_X_AS_CONV2D=True, GRAD_WEIGHT_BLOCKED=True,
+                   GRAD_WEIGHT_BLOCKED_MIN_CHANNELS=1),
 }
 
 
@@ -105,7 +112,7 @@ def test_band_and_thread_routes_property_match_reference(data):
     dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     ih, iw = draw(st.integers((kh - 1) * dh + 1, 10)), draw(st.integers((kw - 1) * dw + 1, 10))
     pads = ((draw(st.integers(0, 2)), draw(st.integers(0, 2))), (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
-    settings_ = ROUTES[draw(st.sampled_from(["bands", "threads"]))]
+    settings_ = ROUTES[draw(st.sampled_from(["bands", "threads", "direct"]))]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((draw(st.integers(1, 4)), c_in, ih, iw))
     w = rng.standard_normal((c_out, c_in // groups, kh, kw))
@@ -127,7 +134,10 @@ THREAD_CASES = {
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 numba threads")
 @pytest.mark.parametrize("options", THREAD_CASES.values(), ids=THREAD_CASES.keys())
-@pytest.mark.parametrize("split", [dict(), dict(BAND_BYTES=1, BAND_MIN_POSITIONS=1)], ids=["default-bands", "row-bands"])
+@pytest.mark.parametrize("split", [dict(**_BANDS_ONLY), dict(BAND_BYTES=1, BAND_MIN_POSITIONS=1, **_BANDS_ONLY),
+                                   dict(GRAD_X_AS_CONV2D=True, GRAD_WEIGHT_BLOCKED=True,
+                                        GRAD_WEIGHT_BLOCKED_MIN_CHANNELS=1)],
+                         ids=["default-bands", "row-bands", "direct-kernels"])
 def test_worker_threads_bit_identical_to_one_thread(rng, monkeypatch, options, split):
     # SERIAL_MACS = 0: the band GEMMs run on worker threads even for this small problem.
     _set_route(monkeypatch, dict(SERIAL_MACS=0, **split))
@@ -260,5 +270,5 @@ def test_compiled_signatures_stay_few(rng):
                     fastconv.conv2d_backward(g, x, w, **options)
     for kern in (im2col_kernels.im2col_band, kernels.grad_weight_rows, im2col_kernels.to_batch_inner,
                  kernels.to_batch_inner_sums, im2col_kernels.unfold_batch_inner, kernels.fold_batch_inner,
-                 kernels.bias_grad):
+                 kernels.bias_grad, backward_conv_direct.grad_weight_blocked):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)

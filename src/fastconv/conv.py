@@ -143,24 +143,9 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
         _run_row_blocks(conv_few, FEW_OB, FEW_ITEM_POSITIONS, problem, x, weight, bias, padding_mode, dtype, out)
         return
-    in_hw, pads = problem.in_hw, problem.pads
-    if padding_mode != "zeros":  # the planes are built from the padded array: no implicit zeros
-        (top, bottom), (left, right) = pads
-        in_hw, pads = (in_hw[0] + top + bottom, in_hw[1] + left + right), ((0, 0), (0, 0))
     bias = _bias_or_zeros(bias, problem.c_out, dtype)
     c_per_group = problem.c_in // problem.groups
-    if problem.pads == ((0, 0), (0, 0)):
-        # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
-        # apart); every tap of a valid output lies inside the image.
-        xk = as_kernel_array(x, dtype)
-        row_len, plane_stride, image_stride = in_hw[1], in_hw[0] * in_hw[1], problem.c_in * in_hw[0] * in_hw[1]
-        xf = xk.reshape(-1)
-    else:
-        row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
-                                              problem.out_hw)
-        planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
-        plane_stride, image_stride = planes.shape[1], rows * row_len
-        xf = planes.reshape(-1)
+    xf, row_len, plane_stride, image_stride = direct_input(problem, x, padding_mode, dtype)
     tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
     starts = tap_plane * plane_stride + tap_off
     block = channel_block(np.dtype(dtype).itemsize)
@@ -174,6 +159,25 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     (sh, sw) = problem.stride
     conv_taps_blocked(xf, plane_stride, c_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
                       -(-n_blocks // runs), DIRECT_CHUNK_TAPS, current_threads())
+
+
+def direct_input(problem, x, padding_mode, dtype):
+    """The register-blocked kernels' input operand: ``(xf, row_len, plane_stride, image_stride)``, channel
+    ``c`` of image ``n`` at ``xf[c * plane_stride + n * image_stride:]`` in rows of ``row_len`` (see
+    :func:`fastconv._kernels.conv_direct.conv_taps_blocked`)."""
+    in_hw, pads = problem.in_hw, problem.pads
+    if padding_mode != "zeros":  # the planes are built from the padded array: no implicit zeros
+        (top, bottom), (left, right) = pads
+        in_hw, pads = (in_hw[0] + top + bottom, in_hw[1] + left + right), ((0, 0), (0, 0))
+    if problem.pads == ((0, 0), (0, 0)):
+        # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
+        # apart); every tap of a valid output lies inside the image.
+        xk = as_kernel_array(x, dtype)
+        return xk.reshape(-1), in_hw[1], in_hw[0] * in_hw[1], problem.c_in * in_hw[0] * in_hw[1]
+    row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
+                                          problem.out_hw)
+    planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
+    return planes.reshape(-1), row_len, planes.shape[1], rows * row_len
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):
