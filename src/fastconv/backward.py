@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from . import memory
-from ._kernels.backward_conv_direct import grad_weight_blocked
+from ._kernels.backward_conv_direct import grad_weight_blocked, pack_positions
 from ._kernels.conv_direct import channel_block
 from ._kernels.backward_conv import bias_grad, fold_batch_inner, grad_weight_rows, to_batch_inner_sums
 from ._kernels.im2col import im2col_band, to_batch_inner, unfold_batch_inner
@@ -33,7 +33,6 @@ from ._kernels.backward_pool import box_backward_kernel, route_max_kernel, spp_m
 from ._kernels.simd import HAS_AVX512
 from ._validate import as_kernel_array, check_array, check_output_mask, common_dtype, is_int
 from .conv import conv2d, conv2d_problem, direct_input
-from .conv_layout import pack_weights
 from .dispatch import DIRECT_CHUNK_TAPS
 from .blas import single_blas_thread
 from .bands import ConvBands, run_tasks, split_bands
@@ -362,8 +361,9 @@ def _grad_weight_direct(x, g, weight_shape, problem, padding_mode, dtype):
     starts = (np.arange(n_batch, dtype=np.int64)[:, None, None] * image_stride
               + np.arange(oh, dtype=np.int64)[None, :, None] * (sh * row_len)
               + np.arange(ow, dtype=np.int64)[None, None, :] * sw).reshape(-1)
-    positions = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(c_out, -1, 1, 1)
-    gpk = pack_weights(positions, problem.groups, channel_block(np.dtype(dtype).itemsize), starts.size, dtype)
+    block = channel_block(np.dtype(dtype).itemsize)
+    gpk = np.empty((problem.groups, -(-(c_out // problem.groups) // block), starts.size, block), dtype=dtype)
+    pack_positions(g.reshape(n_batch, c_out, oh * ow), gpk)
     gw = np.empty((c_out, cg * kh * kw), dtype=dtype)
     grad_weight_blocked(xf, plane_stride, cg, row_len, starts, gpk, gw, kh, kw, dh, dw, DIRECT_CHUNK_TAPS,
                         current_threads())

@@ -95,3 +95,34 @@ def _grad_weight_item(xf, plane_stride, planes_per_group, row_len, starts, gpk, 
                 for jj in range(j, j_end):
                     for i in range(n_rows):
                         gwf[np.uint64((o_first + i) * n_taps + jj)] = af[np.uint64((jj - j0) * block + i)]
+
+
+@parallel_kernel
+def pack_positions(grad, gpk):
+    """``gpk[g, b, n * S + s, i] = grad[n, g * og + b * B + i, s]`` where that channel exists, else 0:
+    ``grad_out`` (N, O, S) in blocks of ``B`` output channels, positions in (n, s) order (the operand of
+    :func:`grad_weight_blocked`). One pass, no transposing copy of ``grad_out`` first.
+
+    Contract: ``grad`` (N, O, S) and ``gpk`` (G, n_blocks, N * S, B) C-contiguous, same dtype,
+    ``n_blocks * B >= O / G``. Parallel ownership: one ``prange`` iteration = one (g, b, n) run of ``gpk``.
+    """
+    n_batch, c_out, n_pos = grad.shape
+    n_groups, n_blocks, _, block = gpk.shape
+    o_per_group = c_out // n_groups
+    gf = grad.reshape(-1)
+    pf = gpk.reshape(-1)
+    for task in prange(n_groups * n_blocks * n_batch):
+        n = task % n_batch
+        gb = task // n_batch  # g * n_blocks + b
+        b = gb % n_blocks
+        o0 = (gb // n_blocks) * o_per_group + b * block
+        rows = min(block, o_per_group - b * block)
+        dst = (gb * n_batch + n) * n_pos * block
+        src = (n * c_out + o0) * n_pos
+        # Position-major: contiguous writes, the reads ``rows`` streams ``n_pos`` apart.
+        for s in range(n_pos):
+            d = dst + s * block
+            for i in range(rows):
+                pf[np.uint64(d + i)] = gf[np.uint64(src + i * n_pos + s)]
+            for i in range(rows, block):
+                pf[np.uint64(d + i)] = 0
