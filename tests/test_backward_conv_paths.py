@@ -270,5 +270,5 @@ def test_compiled_signatures_stay_few(rng):
                     fastconv.conv2d_backward(g, x, w, **options)
     for kern in (im2col_kernels.im2col_band, kernels.grad_weight_rows, im2col_kernels.to_batch_inner,
                  kernels.to_batch_inner_sums, im2col_kernels.unfold_batch_inner, kernels.fold_batch_inner,
-                 kernels.bias_grad, backward_conv_direct.grad_weight_blocked):
+                 kernels.bias_grad, backward_conv_direct.grad_weight_blocked, backward_conv_direct.pack_positions):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)
