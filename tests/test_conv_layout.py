@@ -1,6 +1,7 @@
-"""The direct conv's plane layout: the numba and the small-input numpy builders agree exactly, and
-conv2d is right whichever one runs (the size threshold decides which, so both are forced here)."""
+"""The direct conv's plane layout: the compiled plane builder matches the definition (compact rows,
+zeros outside the input, the tail), and conv2d's direct kernel is right on every geometry."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -25,32 +26,36 @@ CASES = {
 def _planes(x, w, kw):
     problem = conv2d_problem("t", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
                              kw.get("dilation", 1), 1, x.dtype)
-    row_len, rows, tail = layout.direct_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride,
+    row_len, rows, tail = layout.padded_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride,
                                                  problem.dilation, problem.out_hw)
-    planes = layout.make_planes(x, problem.pads, "zeros", problem.stride, row_len, rows, tail, x.dtype)
+    planes = layout.make_planes(x, problem.pads, "zeros", row_len, rows, tail, x.dtype)
     return planes, problem, rows, row_len, tail
 
 
-@pytest.mark.parametrize("copy", ["one_thread", "two_threads"])
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", list(CASES))
-def test_planes_match_the_definition(case, copy, monkeypatch):
-    # planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b], zeros outside x (explicit loops).
-    # Large inputs split the channels between two threads; the threshold is forced both ways here.
-    monkeypatch.setattr(layout, "PARALLEL_PLANES_BYTES", 0 if copy == "two_threads" else 1 << 62)
+def test_planes_match_the_definition(case, threads, restore_threads):
+    # planes[c, n, i, j] = xpad[n, c, i, j], zeros outside x (explicit loops), then the zero tail; the
+    # compiled builder splits the (channel, image) planes between the threads.
+    fastconv.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     x_shape, w_shape, kw = CASES[case]
     x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
     planes, problem, rows, row_len, tail = _planes(x, np.ones(w_shape, np.float32), kw)
-    (sh, sw), ((top, _), (left, _)) = problem.stride, problem.pads
+    ((top, _), (left, _)) = problem.pads
     n_batch, c_in, ih, iw = x.shape
-    want = np.zeros((c_in, sh, sw, n_batch, rows, row_len), np.float32)
-    for c, a, b, n, i, j in np.ndindex(want.shape):
-        y, z = i * sh + a - top, j * sw + b - left
+    want = np.zeros((c_in, n_batch, rows, row_len), np.float32)
+    for c, n, i, j in np.ndindex(want.shape):
+        y, z = i - top, j - left
         if 0 <= y < ih and 0 <= z < iw:
-            want[c, a, b, n, i, j] = x[n, c, y, z]
+            want[c, n, i, j] = x[n, c, y, z]
     body = n_batch * rows * row_len
-    assert planes.shape == (c_in * sh * sw, body + tail)
-    np.testing.assert_array_equal(planes[:, :body], want.reshape(c_in * sh * sw, body))
+    assert planes.shape == (c_in, body + tail)
+    np.testing.assert_array_equal(planes[:, :body], want.reshape(c_in, body))
     assert not planes[:, body:].any()
+    # every read of the direct kernel stays inside: the furthest tap of the last output
+    (kh, kwid), (sh, sw), (dh, dw), (oh, ow) = problem.kernel_hw, problem.stride, problem.dilation, problem.out_hw
+    last = (n_batch - 1) * rows * row_len + ((oh - 1) * sh + (kh - 1) * dh) * row_len + (ow - 1) * sw + (kwid - 1) * dw
+    assert last < body + tail
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -137,8 +137,8 @@ def _bias_or_zeros(bias, c_out, dtype):
 
 
 def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
-    """Padded planes + tap list + register-blocked direct kernel (bias fused); the one-channel variant
-    reads space-to-depth planes."""
+    """Padded planes (or the input in place) + tap list + register-blocked direct kernel (bias fused); at
+    most 3 output channels per group take the few-channel variant on row-block buffers."""
     o_per_group = problem.c_out // problem.groups
     if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
         _run_row_blocks(conv_few, FEW_OB, FEW_ITEM_POSITIONS, problem, x, weight, bias, padding_mode, dtype, out)
@@ -176,7 +176,7 @@ def direct_input(problem, x, padding_mode, dtype):
         return xk.reshape(-1), in_hw[1], in_hw[0] * in_hw[1], problem.c_in * in_hw[0] * in_hw[1]
     row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
                                           problem.out_hw)
-    planes = make_planes(x, problem.pads, padding_mode, (1, 1), row_len, rows, tail, dtype)
+    planes = make_planes(x, problem.pads, padding_mode, row_len, rows, tail, dtype)
     return planes.reshape(-1), row_len, planes.shape[1], rows * row_len
 
 

@@ -1,4 +1,4 @@
-"""Array layouts the conv kernels need: tap lists, space-to-depth planes, packed weights, im2col chunks.
+"""Array layouts the conv kernels need: tap lists, padded planes, packed weights, im2col chunks.
 
 See the block comment in ``fastconv/_kernels/conv_direct.py`` for the index algebra of the direct
 kernel and ``fastconv/_kernels/conv_direct_local.py`` for the row-block kernels (depthwise, first layer).
@@ -13,51 +13,24 @@ from ._kernels.conv_direct_local import TAP_GROUP
 from ._kernels.pad import fill_planes, pack_blocked
 from ._validate import as_kernel_array
 from .padding import pad_nchw
-from .threads import get_num_threads
-from .workers import executor, in_helper_thread
 
-TAP_UNROLL = 3  # the one-channel direct kernel consumes taps three at a time (padding taps have zero weight)
+TAP_UNROLL = 3  # tap lists are padded to multiples of 3 (padding taps have zero weight; the row-block kernels pad to 9)
 
 
 def _ceil_div(a, b):
     return -(-a // b)
 
 
-def direct_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
-    """Plane geometry for the direct kernels: (row_len, rows, tail).
-
-    A plane holds every image as ``rows x row_len`` values followed by ``tail`` zeros; every virtual
-    position of the output plus every tap offset stays inside it. With stride 1 the rows are compact:
-    the zeros after one image row serve as the right padding of that row *and* the left padding of the
-    next (a tap reading past the row's end wraps into them), so ``row_len = W + max(left, right)``
-    instead of ``W + left + right``, and likewise ``rows = H + max(top, bottom)`` between images:
-    less of the work is spent on positions that are thrown away (14x14 maps, 3x3 'same': 15 x 15 instead
-    of 16 x 16 per image). Strided convolutions keep full rows of their space-to-depth planes.
-    """
-    (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k_hw, s_hw, d_hw, out_hw
-    hp, wp = ih + top + bottom, iw + left + right
-    if (sh, sw) == (1, 1):
-        row_len = max(ow, iw + max(left, right))
-        rows = max(oh, ih + max(top, bottom))
-        # The last image's last taps read up to (hp - 1) rows + row_len - 1 + (kw - 1) * dw past its start.
-        tail = max(0, (hp - rows) * row_len + (kw - 1) * dw)
-        return row_len, rows, tail
-    row_len = _ceil_div(wp, sw)
-    max_qy = (kh - 1) * dh // sh
-    max_qx = (kw - 1) * dw // sw
-    rows = max(_ceil_div(hp, sh), oh + max_qy + _ceil_div(max_qx, row_len))
-    return row_len, rows, 0
-
-
 def padded_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
     """Plane geometry of the padded input read at strided positions: (row_len, rows, tail).
 
-    For the register-blocked direct kernel, which steps its positions by the stride instead of
-    reading space-to-depth planes: output ``(oy, ox)`` and tap ``(ky, kx)`` read row
-    ``oy * sh + ky * dh`` and column ``ox * sw + kx * dw`` of the padded image. Compact rows as in
-    :func:`direct_geometry` (``row_len = W + max(left, right)``: one row's trailing zeros are the next
-    row's left padding; likewise between images), and ``tail`` zeros so the last image's furthest read
+    For the register-blocked direct kernel, which steps its positions by the stride (no space-to-depth
+    copy): output ``(oy, ox)`` and tap ``(ky, kx)`` read row
+    ``oy * sh + ky * dh`` and column ``ox * sw + kx * dw`` of the padded image. Compact rows
+    (``row_len = W + max(left, right)``: one row's trailing zeros serve as its right padding and as the
+    next row's left padding; likewise ``rows = H + max(top, bottom)`` between images, so a 14x14 map
+    with 3x3 'same' padding is 15 x 15 rather than 16 x 16 per image), and ``tail`` zeros so the last
+    image's furthest read
     stays inside the plane.
     """
     (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
@@ -99,63 +72,24 @@ def pack_weights(weight, groups, block, n_taps, dtype):
     return packed
 
 
-# Inputs from this many bytes up are copied into planes by two threads (halves of the channels; numpy
-# releases the GIL while it copies): L2 3.5 -> 2.8 ms, L3 3.5 -> 2.7, L5 2.4 -> 1.6 (best of 10).
-PARALLEL_PLANES_BYTES = 4 * 2**20
+def make_planes(x, pads, padding_mode, row_len, rows, tail, dtype):
+    """Padded input rearranged into flat channel planes: (C, N * rows * row_len + tail).
 
-
-def make_planes(x, pads, padding_mode, s_hw, row_len, rows, tail, dtype):
-    """Padded input rearranged into flat space-to-depth planes: (C * sh * sw, N * rows * row_len + tail).
-
-    ``planes[c, a, b, n, i, j] = xpad[n, c, i * sh + a, j * sw + b]`` for ``i < rows``, ``j < row_len``,
-    then ``tail`` zeros per plane; zeros outside the input. numpy strided copies (one per stride phase)
-    into a pooled buffer, the channels split between the calling thread and a helper thread for large
-    inputs. Other padding modes first build the padded array.
+    ``planes[c, n * rows * row_len + i * row_len + j] = xpad[n, c, i, j]`` for ``i < rows``, ``j <
+    row_len``, zeros outside the input, then ``tail`` zeros per plane: the register-blocked direct
+    kernel's operand (:func:`padded_geometry`). One compiled pass (``fill_planes``) into a pooled buffer:
+    numpy's strided copies were slow on short rows (L5's 14-wide rows: 1.39 ms on two threads, this
+    0.78-0.92 ms). Other padding modes first build the padded array.
     """
     (top, _), (left, _) = pads
-    sh, sw = s_hw
     if padding_mode == "zeros":
-        src = x.astype(dtype, copy=False)
+        src = as_kernel_array(x, dtype)
     else:
         src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
-    n_batch, c_in, ih, iw = src.shape
-    body = n_batch * rows * row_len
-    flat = memory.empty((c_in, sh * sw, body + tail), dtype)
-    if (sh, sw) == (1, 1):
-        # One compiled pass: numpy's strided copies are slow on short rows (L5's 14-wide rows: 1.39 ms
-        # on two threads, this kernel 0.36).
-        planes = flat.reshape(c_in, body + tail)
-        fill_planes(as_kernel_array(src, dtype), planes, top, left, rows, row_len)
-        return planes
-    planes = flat[:, :, :body].reshape(c_in, sh, sw, n_batch, rows, row_len)
-    xc = src.transpose(1, 0, 2, 3)
-
-    def copy_channels(c0, c1):
-        flat[c0:c1, :, body:] = 0
-        for a in range(sh):
-            for b in range(sw):
-                # Plane rows i with 0 <= i * sh + a - top < ih, columns j likewise.
-                i0 = max(0, -(-(top - a) // sh))
-                j0 = max(0, -(-(left - b) // sw))
-                y0 = i0 * sh + a - top
-                x0 = j0 * sw + b - left
-                phase = xc[c0:c1, :, y0::sh, x0::sw][:, :, :rows - i0, :row_len - j0]
-                i1, j1 = i0 + phase.shape[2], j0 + phase.shape[3]
-                dst = planes[c0:c1, a, b]
-                dst[:, :, :i0] = 0  # zero only the border the copy leaves
-                dst[:, :, i1:] = 0
-                dst[:, :, i0:i1, :j0] = 0
-                dst[:, :, i0:i1, j1:] = 0
-                dst[:, :, i0:i1, j0:j1] = phase
-
-    if flat.nbytes >= PARALLEL_PLANES_BYTES and c_in > 1 and get_num_threads() > 1 and not in_helper_thread():
-        half = c_in // 2
-        helper = executor().submit(copy_channels, 0, half)
-        copy_channels(half, c_in)
-        helper.result()
-    else:
-        copy_channels(0, c_in)
-    return flat.reshape(c_in * sh * sw, body + tail)
+    n_batch, c_in = src.shape[:2]
+    planes = memory.empty((c_in, n_batch * rows * row_len + tail), dtype)
+    fill_planes(src, planes, top, left, rows, row_len)
+    return planes
 
 
 # --- Row-block kernels (conv_depthwise, conv_first) ---------------------------------------------------

@@ -3,8 +3,7 @@
 conv_transpose2d's col2im path and conv2d_backward's band GEMMs split a call into work items, each a BLAS
 GEMM plus a serial numba kernel, and hand them out dynamically to the calling thread and
 ``fastconv.get_num_threads() - 1`` helper threads of one shared pool (numpy's matmul and the kernels
-release the GIL). Run them with OpenBLAS on one thread (``fastconv.blas.one_blas_thread``). The direct
-conv's input copy (``conv_layout.make_planes``) hands half of a large copy to the pool too.
+release the GIL). Run them with OpenBLAS on one thread (``fastconv.blas.one_blas_thread``).
 """
 
 import os
