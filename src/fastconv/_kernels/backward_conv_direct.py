@@ -23,7 +23,7 @@ from numba import prange
 
 from .._jit import inline, parallel_kernel
 from .claim import next_item, range_counters
-from .conv_direct import MICRO_TILES_PER_ITEM, NP, tap_microkernel
+from .conv_direct import MICRO_TILES_PER_ITEM, NP, split_item, tap_microkernel
 
 
 @parallel_kernel
@@ -62,10 +62,7 @@ def _grad_weight_item(xf, plane_stride, planes_per_group, row_len, starts, gpk, 
     n_taps = gw.shape[1]
     tile = NP * MICRO_TILES_PER_ITEM
     n_tiles = (n_taps + tile - 1) // tile
-    blk = item % n_blocks
-    rest = item // n_blocks
-    j0 = (rest % n_tiles) * tile
-    g = rest // n_tiles
+    g, j0, blk = split_item(item, n_blocks, n_tiles, tile)
     j_end = min(j0 + tile, n_taps)
     n_micro = (j_end - j0 + NP - 1) // NP
     taps_per_plane = kh * kw

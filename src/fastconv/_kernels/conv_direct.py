@@ -249,6 +249,15 @@ def conv_taps_blocked(xf, plane_stride, planes_per_group, image_stride, starts, 
 
 
 @inline
+def split_item(item, n_runs, n_tiles, tile):
+    """``(group, first index of its tile, run)`` of work item ``item = (group * n_tiles + tile_index) *
+    n_runs + run``: the run (of channel blocks) varies fastest, so consecutive items share their tile."""
+    run = item % n_runs
+    rest = item // n_runs
+    return rest // n_tiles, (rest % n_tiles) * tile, run
+
+
+@inline
 def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
                   blocks_per_item, chunk_taps, item, pix, acc):
     """Work item ``item`` of :func:`conv_taps_blocked`: (group, tile of output positions, run of channel
@@ -265,10 +274,7 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
     tile = NP * MICRO_TILES_PER_ITEM
     n_tiles = (m_total + tile - 1) // tile
     n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
-    run = item % n_runs
-    rest = item // n_runs
-    m0 = (rest % n_tiles) * tile
-    g = rest // n_tiles
+    g, m0, run = split_item(item, n_runs, n_tiles, tile)
     m_end = min(m0 + tile, m_total)
     n_micro = (m_end - m0 + NP - 1) // NP
     _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
