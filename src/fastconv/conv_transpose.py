@@ -17,6 +17,7 @@ import numpy as np
 from . import memory
 from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
+from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
@@ -121,7 +122,9 @@ DIRECT_MIN_PHASE_TAPS = 6
 # kernels beat GEMM + col2im (2026-12-07, AVX-512, 2 threads, best of 10 interleaved, GFLOP/s conv2d vs
 # col2im): T3 (8, 64, 56, 56) -> 3 k3 74 vs 59; -> 64 197 vs 163; (16, 128, 28, 28) -> 64 195 vs 178;
 # (32, 256, 14, 14) -> 128 202 vs 181; 1x1 99 vs 82; (8, 16, 56, 56) -> 3 k5 99 vs 41; but one output
-# channel, (32, 64, 56, 56) -> 1 k3, 29 vs 38 (the few-channel kernel computes 3).
+# channel, (32, 64, 56, 56) -> 1 k3, 29 vs 38 (the few-channel kernel computes 3). AVX-512 only: with the
+# AVX2 build (NUMBA_CPU_NAME=haswell, same machine) conv2d's own dispatch sends some of these to im2col,
+# e.g. (8, 256, 14, 14) -> 256 k3 p0: 116 vs col2im 152 GFLOP/s, and a 1x1 loses too (92 vs 97).
 CONV2D_MIN_CHANNELS = 2
 
 # Direct kernel work items: at most this many accumulator bytes per half block (4 channels x tile
@@ -160,7 +163,8 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
     sh, sw = problem.stride
     depth = problem.c_in // problem.groups
     taps = kh * kw / (sh * sw)
-    if problem.c_out // problem.groups >= CONV2D_MIN_CHANNELS and conv2d_pads(problem) is not None:
+    if (HAS_AVX512 and problem.c_out // problem.groups >= CONV2D_MIN_CHANNELS
+            and conv2d_pads(problem) is not None):
         return "direct", (f"stride 1 with {problem.c_out // problem.groups} output channels per group (>= "
                           f"{CONV2D_MIN_CHANNELS}): the equivalent conv2d (flipped kernel) and its dispatch")
     if depth >= COL2IM_MIN_DEPTH:

@@ -105,8 +105,9 @@ FIRST_LAYER_ITEM_POSITIONS = 2048
 # best of 10 interleaved, float32 GFLOP/s (AVX-512): 64 -> 3 channels 3x3 on (8, 56, 56) 63 vs 56, 64 -> 2
 # 39 vs 34, 16 -> 3 52 vs 29, 4 -> 2 18 vs 9, 32 -> 3 on 112x112 81 vs 60, 8 -> 1 11 vs 10; with fewer
 # input channels per group the depthwise kernel wins or ties: L7 (1 -> 1) 20 vs 35, groups 32 of
-# 2 -> 2 17 vs 18. Work items of 512 / 1024 / 2048 local positions measured alike (1.1-1.3 ms on the
-# 64 -> 3 case, noise), 256 and 4096 slower.
+# 2 -> 2 17 vs 18. The AVX2 build on the same machine (NUMBA_CPU_NAME=haswell) likewise: 73 vs 60, 36 vs
+# 37, 56 vs 39, 21 vs 18, 93 vs 74, 17 vs 14. Work items of 512 / 1024 / 2048 local positions measured
+# alike (1.1-1.3 ms on the 64 -> 3 case, noise), 256 and 4096 slower.
 FEW_MIN_INPUT_CHANNELS = 4
 FEW_ITEM_POSITIONS = 1024
 
