@@ -322,21 +322,23 @@ def _conv_grads(x, g, weight, problem, padding_mode, dtype, want_x, want_w):
     if want_w:
         c_out, cg, kh, kw = weight.shape
         og = c_out // problem.groups
-        if zeros:
-            inp, pads = as_kernel_array(x, dtype), problem.pads
-        else:
-            inp, pads = pad_nchw(x, problem.pads, padding_mode, dtype), ((0, 0), (0, 0))
         if GRAD_WEIGHT_BLOCKED and og >= GRAD_WEIGHT_BLOCKED_MIN_CHANNELS:
-            grad_w_direct = True  # after the tasks: it has its own threads
-        elif cg * og <= GRAD_WEIGHT_DIRECT_MAX_CHANNELS:
-            gw = np.empty(weight.shape, dtype=dtype)
-            (sh, sw), (dh, dw) = problem.stride, problem.dilation
-            with serial_if_small(problem.flops // 2):
-                grad_weight_rows(inp, g, gw, gw.reshape(-1), 0, pads[0][0], pads[1][0], sh, sw, dh, dw,
-                                 problem.groups)
+            # after the tasks (it has its own threads); it builds its own input operand (direct_input)
+            grad_w_direct = True
         else:
-            gw_task = _GradWeightTask(inp, g, weight.shape, problem, pads, dtype)
-            tasks.insert(0, gw_task)  # the larger units first: better load balance at the end
+            if zeros:
+                inp, pads = as_kernel_array(x, dtype), problem.pads
+            else:
+                inp, pads = pad_nchw(x, problem.pads, padding_mode, dtype), ((0, 0), (0, 0))
+            if cg * og <= GRAD_WEIGHT_DIRECT_MAX_CHANNELS:
+                gw = np.empty(weight.shape, dtype=dtype)
+                (sh, sw), (dh, dw) = problem.stride, problem.dilation
+                with serial_if_small(problem.flops // 2):
+                    grad_weight_rows(inp, g, gw, gw.reshape(-1), 0, pads[0][0], pads[1][0], sh, sw, dh, dw,
+                                     problem.groups)
+            else:
+                gw_task = _GradWeightTask(inp, g, weight.shape, problem, pads, dtype)
+                tasks.insert(0, gw_task)  # the larger units first: better load balance at the end
     if tasks:
         run_tasks(tasks)
     if gw_task is not None:
@@ -362,7 +364,7 @@ def _grad_weight_direct(x, g, weight_shape, problem, padding_mode, dtype):
               + np.arange(oh, dtype=np.int64)[None, :, None] * (sh * row_len)
               + np.arange(ow, dtype=np.int64)[None, None, :] * sw).reshape(-1)
     block = channel_block(np.dtype(dtype).itemsize)
-    gpk = np.empty((problem.groups, -(-(c_out // problem.groups) // block), starts.size, block), dtype=dtype)
+    gpk = memory.empty((problem.groups, -(-(c_out // problem.groups) // block), starts.size, block), dtype)
     pack_positions(g.reshape(n_batch, c_out, oh * ow), gpk)
     gw = np.empty((c_out, cg * kh * kw), dtype=dtype)
     grad_weight_blocked(xf, plane_stride, cg, row_len, starts, gpk, gw, kh, kw, dh, dw, DIRECT_CHUNK_TAPS,
