@@ -229,6 +229,22 @@ def test_nan_propagates_to_its_receptive_field_only(algo):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("c_in, kernel", [(4, 1), (5, 1), (1, 2), (4, 2)], ids=["1x1c4", "1x1c5", "2x2c1", "2x2c4"])
+def test_infinity_stays_infinite_whatever_the_tap_count(algo, c_in, kernel, rng):
+    # Tap counts that are not a multiple of 3: a zero-weight padding tap reading the input would turn
+    # an infinite input into NaN (0 * inf) in every output channel (a bug the blocked kernel had).
+    x = rng.standard_normal((2, c_in, 9, 9))
+    x[0, 0, 4, 4] = np.inf
+    x[1, -1, 2, 2] = -np.inf
+    w = rng.standard_normal((40, c_in, kernel, kernel))
+    out = fastconv.conv2d(x, w, algo=algo)
+    expected = fastconv.reference.conv2d(x, w)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    assert np.isinf(expected).any()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 def test_repeated_calls_are_deterministic(algo, rng):
     x, w, b = _inputs(rng, (2, 4, 9, 9), (8, 4, 3, 3), True, np.float32)
     first = fastconv.conv2d(x, w, b, padding="same", algo=algo)

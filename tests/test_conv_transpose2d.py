@@ -124,6 +124,24 @@ def test_hypothesis_matches_reference(cfg, algo, dtype, seed):
 # Worked example and semantics
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("algo", ALGOS + ("auto",))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c_in, kernel", [(4, 1), (5, 1), (1, 2), (4, 3)], ids=["1x1c4", "1x1c5", "2x2c1", "3x3c4"])
+def test_infinity_stays_infinite_whatever_the_tap_count(algo, stride, c_in, kernel):
+    # Phases whose tap count is not a multiple of 3: a zero-weight padding tap reading the input would
+    # turn an infinite input into NaN (0 * inf) in every output channel (a bug the phase kernels had).
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, c_in, 9, 9))
+    x[0, 0, 4, 4] = np.inf
+    x[1, -1, 2, 2] = -np.inf
+    w = rng.standard_normal((c_in, 40, kernel, kernel))
+    out = conv_transpose2d(x, w, stride=stride, algo=algo)
+    expected = ref_conv_transpose2d(x, w, stride=stride)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    assert np.isinf(expected).any()
+
+
 @pytest.mark.parametrize("algo", ALGOS)
 def test_worked_example_ones_3x3_stride2_same_output_5x5(algo):
     x = np.ones((1, 1, 3, 3), np.float32)

@@ -14,7 +14,6 @@ from ._kernels.pad import fill_planes, pack_blocked
 from ._validate import as_kernel_array
 from .padding import pad_nchw
 
-TAP_UNROLL = 3  # tap lists are padded to multiples of 3 (padding taps have zero weight; the row-block kernels pad to 9)
 
 
 def _ceil_div(a, b):
@@ -43,21 +42,17 @@ def padded_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
 
 @functools.lru_cache(maxsize=64)
 def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
-    """Plane index (relative to the group) and flat offset of every tap (c, ky, kx), padded to 3s.
+    """Plane index (relative to the group) and flat offset of every tap (c, ky, kx).
 
+    No padding taps: a zero-weight tap on real input would turn an inf there into NaN (0 * inf).
     Cached per geometry (building it costs ~0.1 ms, as much as a small convolution); the kernels only
     read the returned arrays, so they are shared between calls.
     """
     (kh, kw), (sh, sw), (dh, dw) = k_hw, s_hw, d_hw
     c, ky, kx = np.meshgrid(np.arange(c_per_group), np.arange(kh), np.arange(kw), indexing="ij")
     c, ky, kx = c.ravel(), ky.ravel(), kx.ravel()
-    plane = (c * sh + (ky * dh) % sh) * sw + (kx * dw) % sw
-    offset = ((ky * dh) // sh) * row_len + (kx * dw) // sw
-    n_taps = _ceil_div(plane.size, TAP_UNROLL) * TAP_UNROLL
-    tap_plane = np.zeros(n_taps, dtype=np.int64)
-    tap_off = np.zeros(n_taps, dtype=np.int64)
-    tap_plane[:plane.size] = plane
-    tap_off[:offset.size] = offset
+    tap_plane = ((c * sh + (ky * dh) % sh) * sw + (kx * dw) % sw).astype(np.int64)
+    tap_off = (((ky * dh) // sh) * row_len + (kx * dw) // sw).astype(np.int64)
     return tap_plane, tap_off
 
 

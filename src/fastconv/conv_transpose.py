@@ -221,7 +221,6 @@ def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_
 # Layout for the direct kernel: output phases, shifted taps, padded planes, packed weights
 # ---------------------------------------------------------------------------------------------------
 
-TAP_UNROLL = 3  # the gather kernels consume taps three at a time
 
 
 def _ceil_div(a, b):
@@ -253,7 +252,6 @@ class PhaseLayout:
     tap_ky: np.ndarray
     tap_kx: np.ndarray
     tap_off: np.ndarray
-    tap_real: np.ndarray  # bool (T,): False for the zero-weight padding taps
 
     @property
     def plane_len(self):
@@ -285,32 +283,28 @@ def phase_layout(problem):
     for ry, ny, ytaps in ys:
         for rx, nx, xtaps in xs:
             geom.append((ry, rx, ny, nx))
-            # taps of this phase in (c, ky, kx) order, then zero-weight padding taps up to a multiple of 3
+            # taps of this phase in (c, ky, kx) order (no zero-weight padding taps: 0 * inf = NaN)
             c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(len(ytaps)),
                                                         np.arange(len(xtaps)), indexing="ij"))
             ky = np.array([k for k, _ in ytaps], dtype=np.int64)[iy]
             kx = np.array([k for k, _ in xtaps], dtype=np.int64)[ix]
             qy = np.array([q for _, q in ytaps], dtype=np.int64)[iy]
             qx = np.array([q for _, q in xtaps], dtype=np.int64)[ix]
-            count = _ceil_div(c.size, TAP_UNROLL) * TAP_UNROLL
-            part = np.zeros((5, count), dtype=np.int64)
-            part[:, :c.size] = (c, ky, kx, (qy + pad_top) * row_len + qx + pad_left, np.ones_like(c))
-            parts.append(part)
-            start.append(start[-1] + count)
-    taps = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0), dtype=np.int64)
-    chan, tky, tkx, off, real = (np.ascontiguousarray(row) for row in taps)
+            parts.append(np.stack([c, ky, kx, (qy + pad_top) * row_len + qx + pad_left]))
+            start.append(start[-1] + c.size)
+    taps = np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), dtype=np.int64)
+    chan, tky, tkx, off = (np.ascontiguousarray(row, dtype=np.int64) for row in taps)
     return PhaseLayout(pad_top, pad_left, rows, row_len, np.array(geom, dtype=np.int64).reshape(-1, 4),
-                       np.array(start, dtype=np.int64), chan, tky, tkx, off, real.astype(bool))
+                       np.array(start, dtype=np.int64), chan, tky, tkx, off)
 
 
 def pack_transpose_weights(weight, layout, groups, block, dtype):
-    """(C_in, O/g, kh, kw) -> (G, n_blocks, T, block): tap-ordered, channels blocked, padding taps zero."""
+    """(C_in, O/g, kh, kw) -> (G, n_blocks, T, block): tap-ordered, channels blocked (zeros beyond O / G)."""
     c_in, og, kh, kw = weight.shape
     cg = c_in // groups
     # (G, cg, kh, kw, og) so that [:, chan, ky, kx, :] gathers (G, T, og)
     wg = weight.reshape(groups, cg, og, kh, kw).transpose(0, 1, 3, 4, 2)
     taps = wg[:, layout.tap_chan, layout.tap_ky, layout.tap_kx, :].astype(dtype)
-    taps[:, ~layout.tap_real, :] = 0
     n_blocks = _ceil_div(og, block)
     packed = np.zeros((groups, taps.shape[1], n_blocks * block), dtype=dtype)
     packed[:, :, :og] = taps

@@ -97,9 +97,8 @@ def conv_transpose_phases_ob8(planes, phase_geom, tap_start, tap_chan, tap_off, 
       docstring); every read ``p + tap_off[t]`` of a valid position lies inside the image's plane.
     - ``phase_geom``: int64 (P, 4) rows ``(ry, rx, ny, nx)``; the phases partition the output
       (``ny = ceil((OH - ry) / sh) <= rows``, ``nx = ceil((OW - rx) / sw) <= row_len``).
-    - ``tap_start``: int64 (P + 1,), phase ``f`` owns taps ``tap_start[f] .. tap_start[f + 1]``, a
-      multiple of 3 (padding taps have zero weight); ``tap_chan`` (relative to the group) and
-      ``tap_off``: int64 (T,).
+    - ``tap_start``: int64 (P + 1,), phase ``f`` owns taps ``tap_start[f] .. tap_start[f + 1]``;
+      ``tap_chan`` (relative to the group) and ``tap_off``: int64 (T,).
     - ``wpk``: (G, n_blocks, T, 8), zero for channels beyond O / G; ``bias``: (O,) (zeros when none);
       ``out``: (N, O, OH, OW) C-contiguous, same dtype as ``planes``.
     - ``imgs`` images per chunk, ``tile`` positions per work item (accumulators ``8 x tile``): neither

@@ -1,12 +1,13 @@
 """The inner loops shared by the direct conv and the direct transposed conv: accumulate a run of taps
 into L1-resident accumulator rows.
 
-For taps ``t`` in ``[t_lo, t_hi)`` (a multiple of 3 long; padding taps carry zero weights)::
+For taps ``t`` in ``[t_lo, t_hi)``::
 
     acc[j, p] += w[t, j] * planes[first_plane + tap_plane[t], base + tap_off[t] + p]    for p < plen
 
-Three taps at a time, so each accumulator row is loaded and stored once per three taps; the loop over
-``p`` is unit-stride and branch-free (LLVM vectorises it). Callers own ``acc`` (one work item each).
+Three taps at a time, so each accumulator row is loaded and stored once per three taps, then the last
+one or two taps alone (no zero-weight padding taps: ``0 * inf`` on real input would give NaN); the loop
+over ``p`` is unit-stride and branch-free (LLVM vectorises it). Callers own ``acc`` (one work item each).
 """
 
 from .._jit import kernel
@@ -20,7 +21,8 @@ def accumulate_taps_4(acc, j0, planes, first_plane, tap_plane, tap_off, t_lo, t_
     a1 = acc[j0 + 1]
     a2 = acc[j0 + 2]
     a3 = acc[j0 + 3]
-    for t in range(t_lo, t_hi, 3):
+    t_three = t_hi - (t_hi - t_lo) % 3
+    for t in range(t_lo, t_three, 3):
         xs0 = planes[first_plane + tap_plane[t], base + tap_off[t]:]
         xs1 = planes[first_plane + tap_plane[t + 1], base + tap_off[t + 1]:]
         xs2 = planes[first_plane + tap_plane[t + 2], base + tap_off[t + 2]:]
@@ -38,13 +40,24 @@ def accumulate_taps_4(acc, j0, planes, first_plane, tap_plane, tap_off, t_lo, t_
             a1[p] += w01 * v0 + w11 * v1 + w21 * v2
             a2[p] += w02 * v0 + w12 * v1 + w22 * v2
             a3[p] += w03 * v0 + w13 * v1 + w23 * v2
+    for t in range(t_three, t_hi):
+        xs = planes[first_plane + tap_plane[t], base + tap_off[t]:]
+        w = w_blk[t]
+        w0, w1, w2, w3 = w[j0], w[j0 + 1], w[j0 + 2], w[j0 + 3]
+        for p in range(plen):
+            v = xs[p]
+            a0[p] += w0 * v
+            a1[p] += w1 * v
+            a2[p] += w2 * v
+            a3[p] += w3 * v
 
 
 @kernel(fastmath={"contract"})
 def accumulate_taps_1(acc, planes, first_plane, tap_plane, tap_off, t_lo, t_hi, base, w_o, plen):
     """Row 0 of ``acc`` with weights ``w_o[t, 0]`` (one output channel: depthwise)."""
     a0 = acc[0]
-    for t in range(t_lo, t_hi, 3):
+    t_three = t_hi - (t_hi - t_lo) % 3
+    for t in range(t_lo, t_three, 3):
         xs0 = planes[first_plane + tap_plane[t], base + tap_off[t]:]
         xs1 = planes[first_plane + tap_plane[t + 1], base + tap_off[t + 1]:]
         xs2 = planes[first_plane + tap_plane[t + 2], base + tap_off[t + 2]:]
@@ -53,3 +66,8 @@ def accumulate_taps_1(acc, planes, first_plane, tap_plane, tap_off, t_lo, t_hi, 
         w2 = w_o[t + 2, 0]
         for p in range(plen):
             a0[p] += w0 * xs0[p] + w1 * xs1[p] + w2 * xs2[p]
+    for t in range(t_three, t_hi):
+        xs = planes[first_plane + tap_plane[t], base + tap_off[t]:]
+        w = w_o[t, 0]
+        for p in range(plen):
+            a0[p] += w * xs[p]
