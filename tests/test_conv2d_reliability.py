@@ -13,7 +13,7 @@ import pytest
 
 import fastconv
 from fastconv import dispatch
-from fastconv._kernels import conv_direct, conv_few
+from fastconv._kernels import conv_direct, conv_direct_tiles, conv_few
 from fastconv._kernels import im2col as im2col_module
 from fastconv.bands import BAND_BYTES
 
@@ -142,9 +142,10 @@ def test_concurrent_calls_from_four_python_threads(tol):
 def _conv_dispatchers():
     return {
         "conv_taps_blocked": conv_direct.conv_taps_blocked,
+        "conv_blocked_tiles": conv_direct_tiles.conv_blocked_tiles,
         "conv_few": conv_few.conv_few,
         "_store_block": conv_direct._store_block,
-        "_virtual_positions": conv_direct._virtual_positions,
+        "virtual_positions": conv_direct.virtual_positions,
         "im2col_band": im2col_module.im2col_band,
     }
 
@@ -184,12 +185,14 @@ def test_few_compiled_specialisations(rng):
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
     # One specialisation per float dtype for every kernel, including the helper _store_block that the
     # jitted kernel calls (passed int64 counts, so typed once per dtype), and at most one of the
-    # dtype-free _virtual_positions.
-    limits = {"conv_taps_blocked": 2, "conv_few": 2, "im2col_band": 2, "_store_block": 2, "_virtual_positions": 1}
+    # dtype-free virtual_positions.
+    limits = {"conv_taps_blocked": 2, "conv_blocked_tiles": 2, "conv_few": 2, "im2col_band": 2, "_store_block": 2,
+              "virtual_positions": 1}
     assert all(counts[name] <= limit for name, limit in limits.items()), counts
     # Not vacuous: the kernels called from Python did compile (a helper inlined into a caller's
     # compilation, like _store_block, may show none).
-    assert min(counts["conv_taps_blocked"], counts["conv_few"], counts["im2col_band"]) >= 1, counts
+    assert min(counts["conv_taps_blocked"], counts["conv_blocked_tiles"], counts["conv_few"],
+               counts["im2col_band"]) >= 1, counts
 
 
 IMPORT_SCRIPT = textwrap.dedent(

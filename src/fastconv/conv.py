@@ -6,6 +6,7 @@ from . import memory
 
 from ._kernels.conv_depthwise import conv_depthwise
 from ._kernels.conv_direct import MICRO_TILES_PER_ITEM, NP, channel_block, conv_taps_blocked
+from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.conv_few import conv_few
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
@@ -13,10 +14,10 @@ from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inne
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
-from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes,
+from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes, tile_geometry,
                           pack_local_weights, pack_weights, padded_geometry, tap_list)
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
-                       DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
+                       DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
 from .padding import check_padding_mode
 from .shapes import output_size_2d, padding_2d
@@ -137,28 +138,49 @@ def _bias_or_zeros(bias, c_out, dtype):
 
 
 def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
-    """Padded planes (or the input in place) + tap list + register-blocked direct kernel (bias fused); at
-    most 3 output channels per group take the few-channel variant on row-block buffers."""
+    """Tap list + register-blocked direct kernel (bias fused): zero padding through per-item tiles, the
+    rest reading the (padded) input in place; at most 3 output channels per group take the few-channel
+    variant on row-block buffers."""
     o_per_group = problem.c_out // problem.groups
     if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
         _run_row_blocks(conv_few, FEW_OB, FEW_ITEM_POSITIONS, problem, x, weight, bias, padding_mode, dtype, out)
         return
     bias = _bias_or_zeros(bias, problem.c_out, dtype)
     c_per_group = problem.c_in // problem.groups
+    block = channel_block(np.dtype(dtype).itemsize)
+    oh, ow = problem.out_hw
+    (sh, sw) = problem.stride
+    if padding_mode == "zeros" and problem.pads != ((0, 0), (0, 0)):
+        row_len, rows_per_item, img_rows, images_per_item = tile_geometry(
+            problem.in_hw, problem.pads, problem.kernel_hw, problem.stride, problem.dilation, problem.out_hw,
+            problem.n_batch, DIRECT_TILE_POSITIONS)
+        tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
+        starts = tap_plane * (images_per_item * img_rows * row_len) + tap_off
+        wpk, bpk = _blocked_operands(weight, bias, problem, block, tap_plane.size, dtype)
+        items = (problem.groups * -(-problem.n_batch // images_per_item) * -(-oh // rows_per_item))
+        runs = min(wpk.shape[1], -(-DIRECT_MIN_ITEMS // items))
+        (top, _), (left, _) = problem.pads
+        conv_blocked_tiles(as_kernel_array(x, dtype), top, left, row_len, rows_per_item, img_rows, images_per_item,
+                           starts, wpk, bpk, out, sh, sw, -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS,
+                           current_threads())
+        return
     xf, row_len, plane_stride, image_stride = direct_input(problem, x, padding_mode, dtype)
     tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
     starts = tap_plane * plane_stride + tap_off
-    block = channel_block(np.dtype(dtype).itemsize)
-    wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
-    n_blocks = wpk.shape[1]
-    bpk = np.zeros((problem.groups, n_blocks * block), dtype=dtype)  # padded like the weights' blocks
-    bpk[:, :o_per_group] = bias.reshape(problem.groups, o_per_group)
-    oh, ow = problem.out_hw
+    wpk, bpk = _blocked_operands(weight, bias, problem, block, tap_plane.size, dtype)
     items = problem.groups * -(-(problem.n_batch * oh * ow) // (NP * MICRO_TILES_PER_ITEM))
-    runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
-    (sh, sw) = problem.stride
+    runs = min(wpk.shape[1], -(-DIRECT_MIN_ITEMS // items))
     conv_taps_blocked(xf, plane_stride, c_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
-                      -(-n_blocks // runs), DIRECT_CHUNK_TAPS, current_threads())
+                      -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS, current_threads())
+
+
+def _blocked_operands(weight, bias, problem, block, n_taps, dtype):
+    """Packed weights (G, n_blocks, T, B) and bias (G, n_blocks * B) of the register-blocked kernels."""
+    wpk = pack_weights(weight, problem.groups, block, n_taps, dtype)
+    o_per_group = problem.c_out // problem.groups
+    bpk = np.zeros((problem.groups, wpk.shape[1] * block), dtype=dtype)  # padded like the weights' blocks
+    bpk[:, :o_per_group] = bias.reshape(problem.groups, o_per_group)
+    return wpk, bpk
 
 
 def direct_input(problem, x, padding_mode, dtype):

@@ -40,6 +40,26 @@ def padded_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw):
     return row_len, rows, max(0, last_read + 1 - rows * row_len)
 
 
+def tile_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw, n_batch, item_positions):
+    """``(row_len, rows_per_item, img_rows, images_per_item)`` of the per-item tiles of
+    ``conv_blocked_tiles`` (``fastconv/_kernels/conv_direct_tiles.py``).
+
+    Compact rows as in :func:`padded_geometry`. A work item covers about ``item_positions`` outputs: whole
+    rows, the map's rows split evenly into blocks; when one block is the whole map, several images (small
+    maps). ``img_rows`` tile rows per image reach the furthest read of the block's positions.
+    """
+    (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k_hw, s_hw, d_hw, out_hw
+    row_len = iw + max(left, right)
+    n_row_blocks = _ceil_div(oh, max(1, item_positions // ow))
+    rows_per_item = _ceil_div(oh, n_row_blocks)
+    last_read = ((rows_per_item - 1) * sh + (kh - 1) * dh) * row_len + (ow - 1) * sw + (kw - 1) * dw
+    images_per_item = 1
+    if n_row_blocks == 1:
+        images_per_item = max(1, min(n_batch, item_positions // (oh * ow)))
+    return row_len, rows_per_item, last_read // row_len + 1, images_per_item
+
+
 @functools.lru_cache(maxsize=64)
 def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
     """Plane index (relative to the group) and flat offset of every tap (c, ky, kx).

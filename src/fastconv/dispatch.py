@@ -13,7 +13,7 @@ from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
 from .bands import split_bands
-from .conv_layout import local_geometry
+from .conv_layout import local_geometry, tile_geometry
 from .threads import SERIAL_MACS
 
 CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
@@ -32,6 +32,13 @@ DIRECT_BLOCK_MIN_CHANNELS = 4
 # The direct kernel splits its channel blocks until a call has at least this many work items (from the
 # shape only, so results never depend on the thread count): 8 per thread on this 2-core machine.
 DIRECT_MIN_ITEMS = 16
+
+# Output positions per work item of the direct kernel on per-item padded tiles (zero padding): whole
+# output rows, or whole small maps. Two threads, best of 10, alternating with the whole-input planes it
+# replaced (GFLOP/s tiles vs planes), two rounds: 512 positions L2 212-213 vs 209-211, L3 200-201 vs
+# 188-192, L4 211-216 vs 210-213, L5 219-222 vs 214-215, L8 103-114 vs 79-82; 256: L4 and L5 at parity,
+# 1024: L5 210 vs 216 (14x14 maps, 5 images per item: too few items to share out).
+DIRECT_TILE_POSITIONS = 512
 
 # Taps per pass of the direct kernel over a work item's positions (16 channels of a 3x3 kernel): the
 # pass's packed weights (144 x 16 float32 values, 9 KiB) stay in the 32 KiB L1 cache next to the input
@@ -243,7 +250,19 @@ def workspace_bytes(problem, algo):
         return _local_buffer_bytes(problem, FEW_ITEM_POSITIONS, FEW_OB)
     if problem.pads == ((0, 0), (0, 0)):
         return 0  # the register-blocked kernel reads an unpadded input in place
-    return padded
+    return _tile_bytes(problem)
+
+
+def _tile_bytes(problem):
+    """The direct kernel's per-item padded tiles and partial sums, one set per thread (zero padding; other
+    padding modes add a padded copy, not counted here)."""
+    row_len, rows_per_item, img_rows, images = tile_geometry(problem.in_hw, problem.pads, problem.kernel_hw,
+                                                             problem.stride, problem.dilation, problem.out_hw,
+                                                             problem.n_batch, DIRECT_TILE_POSITIONS)
+    positions = images * rows_per_item * problem.out_hw[1]
+    block = channel_block(problem.itemsize)
+    per_thread = (problem.c_in // problem.groups * images * img_rows * row_len + positions * block) * problem.itemsize
+    return per_thread * numba.config.NUMBA_NUM_THREADS
 
 
 def _local_buffer_bytes(problem, item_positions, accumulator_rows):

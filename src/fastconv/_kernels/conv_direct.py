@@ -23,7 +23,8 @@ the last pass a micro-tile inside one image stores its sums plus the bias straig
 transposed there (each output channel's ``NP`` positions are contiguous in ``out``); the others go
 through the buffer and :func:`_store_block`.
 
-Fewer than 4 output channels per group (a 16- or 32-channel block would be mostly padding) take
+With zero padding the planes are per-item tiles instead (``conv_direct_tiles.py``: same positions and
+taps, no padded copy of the whole input). Fewer than 4 output channels per group (a 16- or 32-channel block would be mostly padding) take
 ``conv_few`` instead (``conv_few.py``).
 
 Parallel ownership: a work item = (group, tile of output positions, run of output-channel blocks),
@@ -166,7 +167,7 @@ def _store_transposed(context, builder, sig, accs, of_v, ob_v, os_v, bias_v, b0_
 
 
 @kernel
-def _virtual_positions(pix, m0, m_end, base, oh, ow, plane_len, row_step, col_step):
+def virtual_positions(pix, m0, m_end, base, oh, ow, plane_len, row_step, col_step):
     """``pix[k] = base + n * plane_len + oy * row_step + ox * col_step`` of flat output ``m0 + k``
     (``m = n * OH * OW + oy * OW + ox``) for ``m < m_end``; the rest of ``pix`` repeats the last one."""
     ohw = oh * ow
@@ -263,6 +264,25 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
     """Work item ``item`` of :func:`conv_taps_blocked`: (group, tile of output positions, run of channel
     blocks), the run varying fastest so that consecutive items share their input tile. ``pix`` (tile,)
     and ``acc`` (tile, B): the calling thread's scratch."""
+    n_blocks = wpk.shape[1]
+    n_batch, c_out, oh, ow = out.shape
+    m_total = n_batch * oh * ow
+    tile = NP * MICRO_TILES_PER_ITEM
+    n_tiles = (m_total + tile - 1) // tile
+    n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
+    g, m0, run = split_item(item, n_runs, n_tiles, tile)
+    m_end = min(m0 + tile, m_total)
+    virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
+    blocked_positions(xf, starts, wpk, bpk, out, g, run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item),
+                      m0, m_end, chunk_taps, pix, acc)
+
+
+@inline
+def blocked_positions(xf, starts, wpk, bpk, out, g, blk_lo, blk_hi, m0, m_end, chunk_taps, pix, acc):
+    """Flat outputs ``m0 .. m_end - 1`` (``m = n * OH * OW + oy * OW + ox``) of group ``g``, channel blocks
+    ``blk_lo .. blk_hi - 1``, each position ``m0 + k`` reading ``xf[pix[k] + starts[t]]`` for its taps;
+    ``pix`` covers the micro-tiles (the last one padded by repeating a position) and ``acc`` their
+    partial sums (the calling thread's scratch)."""
     n_groups, n_blocks, n_taps, block = wpk.shape
     bf = bpk.reshape(-1)
     n_batch, c_out, oh, ow = out.shape
@@ -270,15 +290,8 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
     of = out.reshape(-1)
     af = acc.reshape(-1)
     o_per_group = c_out // n_groups
-    m_total = n_batch * ohw
-    tile = NP * MICRO_TILES_PER_ITEM
-    n_tiles = (m_total + tile - 1) // tile
-    n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
-    g, m0, run = split_item(item, n_runs, n_tiles, tile)
-    m_end = min(m0 + tile, m_total)
     n_micro = (m_end - m0 + NP - 1) // NP
-    _virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
-    for blk in range(run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item)):
+    for blk in range(blk_lo, blk_hi):
         wf = wpk[g, blk].reshape(-1)
         o_first = g * o_per_group + blk * block
         n_rows = min(block, o_per_group - blk * block)

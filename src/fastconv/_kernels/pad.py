@@ -8,6 +8,8 @@ from numba import prange
 
 from .._jit import inline, parallel_kernel
 
+PACK_TILE = 16  # taps per tile of pack_blocked's transpose
+
 
 @parallel_kernel
 def pad_zeros_into(x, xp, top, left):
@@ -86,7 +88,9 @@ def pack_blocked(w, packed):
     of ``B`` output channels with the taps padded to ``T >= K`` (the direct kernel's operand).
 
     Contract: ``w`` (G, O/G, K) and ``packed`` (G, n_blocks, T, B) C-contiguous, same dtype, ``n_blocks * B
-    >= O/G``. Parallel ownership: one ``prange`` iteration = one (g, b) block of ``packed``.
+    >= O/G``. Parallel ownership: one ``prange`` iteration = one (g, b) block of ``packed``. The transpose
+    runs in tiles of ``PACK_TILE`` taps (contiguous reads of each channel, all in L1): one tap at a time
+    across the ``B`` channels had read ``B`` lines per tap (L5's 2.4 MB: 0.4 ms, 6 GB/s).
     """
     n_groups, o_per_group, k = w.shape
     n_blocks, n_taps, block = packed.shape[1], packed.shape[2], packed.shape[3]
@@ -98,9 +102,14 @@ def pack_blocked(w, packed):
         dst = task * n_taps * block
         rows = min(block, o_per_group - b * block)
         src = (g * o_per_group + b * block) * k
-        for t in range(n_taps):
-            for j in range(block):
-                value = 0.0
-                if t < k and j < rows:
-                    value = wf[np.uint64(src + j * k + t)]
-                pf[np.uint64(dst + t * block + j)] = value
+        for t0 in range(0, k, PACK_TILE):
+            t1 = min(k, t0 + PACK_TILE)
+            for j in range(rows):
+                s = src + j * k
+                for t in range(t0, t1):
+                    pf[np.uint64(dst + t * block + j)] = wf[np.uint64(s + t)]
+            for t in range(t0, t1):
+                for j in range(rows, block):
+                    pf[np.uint64(dst + t * block + j)] = 0
+        for i in range(dst + k * block, dst + n_taps * block):
+            pf[np.uint64(i)] = 0
