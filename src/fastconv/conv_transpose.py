@@ -15,14 +15,19 @@ import numba
 import numpy as np
 
 from . import memory
-from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8
+from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8, interleave_phases
+from ._kernels.conv_direct import channel_block
+from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
+from ._kernels.pad import pack_blocked
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
 from .conv import conv2d
-from .dispatch import plan_conv2d
+from .conv_layout import tile_geometry
+from .dispatch import DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_TILE_POSITIONS, plan_conv2d
+from .dispatch import DIRECT_MIN_ITEMS as CONV2D_DIRECT_MIN_ITEMS
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
 from .workers import executor
@@ -426,6 +431,9 @@ def _run_direct(problem, x, weight, bias, dtype, out):
         conv2d(x, conv2d_weight(weight, problem.groups, dtype), bias, padding=pads, dilation=problem.dilation,
                groups=problem.groups, out=out)
         return
+    if problem.c_out // problem.groups >= DIRECT_BLOCK_MIN_CHANNELS:
+        _run_phase_tiles(problem, x, weight, bias, dtype, out)
+        return
     layout = phase_layout(problem)
     n_batch, c_in, ih, iw = x.shape
     top, left = layout.pad_top, layout.pad_left
@@ -447,6 +455,56 @@ def _run_direct(problem, x, weight, bias, dtype, out):
                               problem.groups * wpk.shape[1] * layout.phase_geom.shape[0], problem.itemsize)
     kernel(buf, layout.phase_geom, layout.tap_start, layout.tap_chan, layout.tap_off, wpk, bias, out, layout.rows,
            layout.row_len, problem.stride[0], problem.stride[1], imgs, tile, current_threads())
+
+
+def _run_phase_tiles(problem, x, weight, bias, dtype, out):
+    """Strided: each output phase ``(ry, rx)`` (every ``sH``-th row from ``ry``, every ``sW``-th column from
+    ``rx``) is a stride-1 correlation of the input with the phase's taps at their shifts, run by the
+    direct conv2d's register-blocked kernel on per-item tiles into a block of its own; one pass then
+    interleaves the phases into ``out``. A phase no tap reaches (``output_padding`` beyond the kernel)
+    is the bias."""
+    (ih, iw), (kh, kw) = problem.in_hw, problem.kernel_hw
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    ((top, _), (left, _)), (oh, ow) = problem.pads, problem.out_hw
+    n_batch, groups = problem.n_batch, problem.groups
+    cg, og = problem.c_in // groups, problem.c_out // groups
+    xk = as_kernel_array(x, dtype)
+    block = channel_block(problem.itemsize)
+    wg = weight.reshape(groups, cg, og, kh, kw)
+    phases = list(itertools.product(_axis_phases(ih, kh, sh, dh, top, oh), _axis_phases(iw, kw, sw, dw, left, ow)))
+    sizes = [n_batch * problem.c_out * ny * nx for (_, ny, _), (_, nx, _) in phases]
+    phase_off = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+    buf = memory.empty(sum(sizes), dtype)
+    for (ry, ny, ytaps), (rx, nx, xtaps), off, size in zip(*zip(*phases), phase_off, sizes):
+        block_out = buf[off:off + size].reshape(n_batch, problem.c_out, ny, nx)
+        if not ytaps or not xtaps:
+            block_out[...] = bias[None, :, None, None]
+            continue
+        kys, qys = (np.array(v, dtype=np.int64) for v in zip(*ytaps))
+        kxs, qxs = (np.array(v, dtype=np.int64) for v in zip(*xtaps))
+        # Input row (column) m + q for phase row (column) m and shift q: zero padding before and after.
+        pad_y = (max(0, -qys.min()), max(0, ny - ih + qys.max()))
+        pad_x = (max(0, -qxs.min()), max(0, nx - iw + qxs.max()))
+        reach = (int(qys.max()) + pad_y[0] + 1, int(qxs.max()) + pad_x[0] + 1)  # a kernel of that size
+        row_len, rows_per_item, img_rows, images = tile_geometry((ih, iw), (pad_y, pad_x), reach, (1, 1), (1, 1),
+                                                                 (ny, nx), n_batch, DIRECT_TILE_POSITIONS)
+        plane_len = images * img_rows * row_len
+        c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(kys.size), np.arange(kxs.size),
+                                                    indexing="ij"))
+        starts = c * plane_len + (qys[iy] + pad_y[0]) * row_len + qxs[ix] + pad_x[0]
+        # (G, og, taps) in the tap order of ``starts``
+        taps = wg[:, c, :, kys[iy], kxs[ix]].transpose(1, 2, 0)
+        wpk = np.empty((groups, _ceil_div(og, block), starts.size, block), dtype=dtype)
+        pack_blocked(as_kernel_array(taps, dtype), wpk)
+        bpk = np.zeros((groups, wpk.shape[1] * block), dtype=dtype)
+        bpk[:, :og] = bias.reshape(groups, og)
+        items = groups * _ceil_div(n_batch, images) * _ceil_div(ny, rows_per_item)
+        runs = min(wpk.shape[1], _ceil_div(CONV2D_DIRECT_MIN_ITEMS, items))
+        conv_blocked_tiles(xk, pad_y[0], pad_x[0], row_len, rows_per_item, img_rows, images, starts, wpk, bpk,
+                           block_out, (ny, nx, 0, 0, 1, 1), 1, 1, _ceil_div(wpk.shape[1], runs), DIRECT_CHUNK_TAPS,
+                           current_threads())
+    interleave_phases(buf, phase_off, np.array([ny for (_, ny, _), _ in phases], dtype=np.int64),
+                      np.array([nx for _, (_, nx, _) in phases], dtype=np.int64), out, sh, sw)
 
 
 def direct_split(n_batch, plane_len, row_len, other_items, itemsize):

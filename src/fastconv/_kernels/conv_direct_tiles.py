@@ -40,11 +40,14 @@ from .conv_direct_local import gather_rows
 
 @parallel_kernel
 def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk, out,
-                       sh, sw, blocks_per_item, chunk_taps, workers):
+                       grid, sh, sw, blocks_per_item, chunk_taps, workers):
     """Direct convolution with zero padding ``(top, left)`` through per-item tiles (module docstring).
 
     Contract (caller guarantees):
-    - ``x``: (N, C, H, W) C-contiguous, the unpadded input; ``out``: (N, O, OH, OW), same float dtype.
+    - ``x``: (N, C, H, W) C-contiguous, the unpadded input; ``out``: (N, O, OH', OW'), same float dtype.
+    - ``grid = (OH, OW, ry, rx, py, px)``: the positions computed, ``OH x OW`` per image, and where they go:
+      position ``(oy, ox)`` to ``out[..., ry + py * oy, rx + px * ox]`` (``(OH', OW', 0, 0, 1, 1)`` for a
+      convolution; one output phase of a strided transposed convolution otherwise).
     - ``row_len = W + max(left, right)``; ``rows_per_item`` output rows per item (``images_per_item`` > 1
       only if ``rows_per_item == OH``); ``img_rows`` tile rows per image, enough that every read of an
       image's positions stays inside them: ``img_rows * row_len > ((rows_per_item - 1) * sh + (kH - 1) *
@@ -55,7 +58,7 @@ def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_pe
     """
     n_batch, c_in, ih, iw = x.shape
     n_groups, n_blocks, n_taps, block = wpk.shape
-    c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    oh, ow = grid[0], grid[1]
     c_per_group = c_in // n_groups
     ohw = oh * ow
     n_row_blocks = (oh + rows_per_item - 1) // rows_per_item
@@ -92,5 +95,5 @@ def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_pe
             virtual_positions(pix, m0, m_end, -(n0 * img_len + oy0 * sh * row_len), oh, ow, img_len, sh * row_len,
                               sw)
             blocked_positions(tile, starts, wpk, bpk, out, g, run * blocks_per_item,
-                              min(n_blocks, (run + 1) * blocks_per_item), m0, m_end, chunk_taps, pix, acc)
+                              min(n_blocks, (run + 1) * blocks_per_item), m0, m_end, chunk_taps, pix, acc, grid)
             item, used = next_item(counters, worker, used, workers, n_items)

@@ -177,3 +177,39 @@ def _ob1_item(item, planes, phase_geom, tap_start, tap_chan, tap_off, wpk, bias,
                       plen)
     _store_phase_tile(acc, out, bias, n_first, g * og + j, 1, p0, plen, plane_len, row_len,
                       phase_geom[f, 0], phase_geom[f, 1], phase_geom[f, 2], phase_geom[f, 3], sh, sw)
+
+
+@parallel_kernel
+def interleave_phases(phases, phase_off, phase_ny, phase_nx, out, sh, sw):
+    """``out[n, o, ry + sh * jy, rx + sw * jx] = phases[phase_off[f] + ((n * O + o) * ny_f + jy) * nx_f + jx]``
+    with ``f = ry * n_x + rx``: every output phase (``n_x = min(sw, OW)`` column phases per row phase) from
+    its own (N, O, ny_f, nx_f) block of ``phases``, where the phase-wise direct kernel wrote it.
+
+    Contract: ``phases`` flat, ``out`` (N, O, OH, OW) C-contiguous, same dtype; ``phase_off``, ``phase_ny``,
+    ``phase_nx`` int64, one entry per phase in ``(ry, rx)`` order (``ry < min(sh, OH)``), the phase's
+    extent ``ny_f = ceil((OH - ry) / sh)``, ``nx_f = ceil((OW - rx) / sw)``. Parallel ownership: one
+    ``prange`` iteration = one output row; the row's column phases fill it while it sits in L1.
+    """
+    n_batch, c_out, oh, ow = out.shape
+    n_x = min(sw, ow)
+    of = out.reshape(-1)
+    for task in prange(n_batch * c_out * oh):
+        plane = task // oh
+        y = task - plane * oh
+        ry = y % sh
+        jy = y // sh
+        d0 = task * ow
+        f0 = ry * n_x
+        if sw == 2 and n_x == 2 and phase_nx[f0] == phase_nx[f0 + 1]:
+            # two equal column phases: an interleaving LLVM vectorises (paired stores)
+            s0 = phase_off[f0] + (plane * phase_ny[f0] + jy) * phase_nx[f0]
+            s1 = phase_off[f0 + 1] + (plane * phase_ny[f0 + 1] + jy) * phase_nx[f0]
+            for jx in range(phase_nx[f0]):
+                of[np.uint64(d0 + 2 * jx)] = phases[np.uint64(s0 + jx)]
+                of[np.uint64(d0 + 2 * jx + 1)] = phases[np.uint64(s1 + jx)]
+            continue
+        for rx in range(n_x):
+            f = f0 + rx
+            s = phase_off[f] + (plane * phase_ny[f] + jy) * phase_nx[f]
+            for jx in range(phase_nx[f]):
+                of[np.uint64(d0 + rx + sw * jx)] = phases[np.uint64(s + jx)]
