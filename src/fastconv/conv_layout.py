@@ -48,7 +48,7 @@ def tile_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw, n_batch, item_positions
     rows, the map's rows split evenly into blocks; when one block is the whole map, several images (small
     maps). ``img_rows`` tile rows per image reach the furthest read of the block's positions.
     """
-    (ih, iw), ((top, bottom), (left, right)) = in_hw, pads
+    iw, (left, right) = in_hw[1], pads[1]  # rows past the input are zeros in the tile: no row padding
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = k_hw, s_hw, d_hw, out_hw
     row_len = iw + max(left, right)
     n_row_blocks = _ceil_div(oh, max(1, item_positions // ow))
