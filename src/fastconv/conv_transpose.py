@@ -19,13 +19,12 @@ from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpo
 from ._kernels.conv_direct import channel_block
 from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
-from ._kernels.pad import pack_blocked
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
 from .conv import conv2d
-from .conv_layout import tile_geometry
+from .conv_layout import pack_taps, tile_geometry
 from .dispatch import DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_TILE_POSITIONS, plan_conv2d
 from .dispatch import DIRECT_MIN_ITEMS as CONV2D_DIRECT_MIN_ITEMS
 from .shapes import transpose_geometry_2d
@@ -494,8 +493,7 @@ def _run_phase_tiles(problem, x, weight, bias, dtype, out):
         starts = c * plane_len + (qys[iy] + pad_y[0]) * row_len + qxs[ix] + pad_x[0]
         # (G, og, taps) in the tap order of ``starts``
         taps = wg[:, c, :, kys[iy], kxs[ix]].transpose(1, 2, 0)
-        wpk = np.empty((groups, _ceil_div(og, block), starts.size, block), dtype=dtype)
-        pack_blocked(as_kernel_array(taps, dtype), wpk)
+        wpk = pack_taps(taps, block, starts.size, dtype)
         bpk = np.zeros((groups, wpk.shape[1] * block), dtype=dtype)
         bpk[:, :og] = bias.reshape(groups, og)
         items = groups * _ceil_div(n_batch, images) * _ceil_div(ny, rows_per_item)
