@@ -13,7 +13,6 @@ from ._kernels.conv_direct_local import TAP_GROUP
 from ._kernels.pad import fill_planes, pack_blocked
 from ._validate import as_kernel_array
 from .padding import pad_nchw
-from .threads import serial_if_small
 
 
 
@@ -77,9 +76,6 @@ def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
     return tap_plane, tap_off
 
 
-PACK_SERIAL_ELEMENTS = 1 << 16  # packed weights below this many elements are packed on one thread
-
-
 def pack_weights(weight, groups, block, n_taps, dtype):
     """(O, C/g, kh, kw) -> (G, n_blocks, n_taps, block): taps padded with zeros, channels blocked."""
     return pack_taps(weight.reshape(groups, weight.shape[0] // groups, -1), block, n_taps, dtype)
@@ -89,12 +85,8 @@ def pack_taps(taps, block, n_taps, dtype):
     """(G, O/G, K) weights in tap order -> (G, n_blocks, n_taps, block), taps padded with zeros to
     ``n_taps >= K``, output channels blocked (zeros beyond O/G): the blocked direct kernels' operand."""
     groups, o_per_group = taps.shape[:2]
-    packed = np.empty((groups, _ceil_div(o_per_group, block), n_taps, block), dtype=dtype)
-    # One compiled pass (L5: numpy's pad-then-transpose took 0.6-0.9 ms); small weights on the calling
-    # thread alone, since waking the other costs more than it saves (L8, 32 x 25 weights: best call
-    # 0.95 vs 1.05 ms).
-    with serial_if_small(packed.size, PACK_SERIAL_ELEMENTS):
-        pack_blocked(as_kernel_array(taps, dtype), packed)
+    packed = memory.empty((groups, _ceil_div(o_per_group, block), n_taps, block), dtype)
+    pack_blocked(as_kernel_array(taps, dtype), packed)  # one compiled pass, one thread
     return packed
 
 

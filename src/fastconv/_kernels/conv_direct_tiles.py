@@ -3,7 +3,8 @@ padding.
 
 Same micro-kernel and the same sums as :func:`fastconv._kernels.conv_direct.conv_taps_blocked` (bit
 for bit), but no padded copy of the whole input: each work item first copies the input rows it reads
-into its thread's *tile*, zero-padded, and runs its positions there. The whole-input copy (the
+into its thread's *tile*, zero-padded (whole-vector row copies, ``rows.padded_row``), and runs its
+positions there. The whole-input copy (the
 "planes") wrote 8-27 MB per call (L2: 2.2 ms of a 37.6 ms call, L5: 0.9 of 36.8) and the kernel read
 it back from memory; a tile is written and read in the core's own L2.
 
@@ -25,17 +26,17 @@ refilled only when the thread's next item needs other rows). Items are claimed a
 :mod:`.claim`; the items and their sums depend on the shape only, so results are bit-identical for
 every thread count.
 
-numba's on-disk cache does not track the modules this one inlines from (``conv_direct``,
-``conv_direct_local``, ``rows``): after editing them, touch this file so the kernel recompiles.
+numba's on-disk cache does not track the modules this one inlines from (``conv_direct``, ``rows``):
+after editing them, touch this file so the kernel recompiles.
 """
 
 import numpy as np
 from numba import prange
 
-from .._jit import parallel_kernel
+from .._jit import kernel, parallel_kernel
 from .claim import next_item, range_counters
 from .conv_direct import NP, blocked_positions, virtual_positions
-from .conv_direct_local import gather_rows
+from .rows import padded_row
 
 
 @parallel_kernel
@@ -55,45 +56,73 @@ def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_pe
     - ``starts``: int64 (T,) tap offsets in the tile (module docstring).
     - ``wpk``: (G, n_blocks, T, B) packed weights, ``bpk``: (G, n_blocks * B) bias, as for
       ``conv_taps_blocked``; ``blocks_per_item``, ``chunk_taps``, ``workers`` >= 1 likewise.
+
+    The work of an item is a compiled function of its own (:func:`_tile_item`), not inlined: numba's
+    parallel passes copy the loop body several times. Compile time matters here: this is the kernel of
+    the first conv2d most programs run (cold start).
     """
-    n_batch, c_in, ih, iw = x.shape
-    n_groups, n_blocks, n_taps, block = wpk.shape
+    n_batch, c_in = x.shape[0], x.shape[1]
+    n_groups, n_blocks, block = wpk.shape[0], wpk.shape[1], wpk.shape[3]
     oh, ow = grid[0], grid[1]
-    c_per_group = c_in // n_groups
-    ohw = oh * ow
     n_row_blocks = (oh + rows_per_item - 1) // rows_per_item
     n_image_blocks = (n_batch + images_per_item - 1) // images_per_item
     n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
     n_items = n_image_blocks * n_groups * n_row_blocks * n_runs
-    img_len = img_rows * row_len
-    plane_len = images_per_item * img_len
+    plane_len = images_per_item * img_rows * row_len
     tile_positions = (images_per_item * rows_per_item * ow + NP - 1) // NP * NP
-    xf = x.reshape(-1)
     counters = range_counters(n_items, workers)
     for worker in prange(workers):
-        tile = np.empty(c_per_group * plane_len, dtype=out.dtype)
+        tile = np.empty(c_in // n_groups * plane_len, dtype=out.dtype)
         pix = np.empty(tile_positions, dtype=np.int64)
         acc = np.empty((tile_positions, block), dtype=out.dtype)
-        loaded = -1  # the span (image block, group, row block) the tile holds
+        loaded = np.int64(-1)  # the span (image block, group, row block) the tile holds (not a literal:
+        # that would type _tile_item twice)
         item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
-            span = item // n_runs
-            run = item - span * n_runs
-            g = span // n_row_blocks % n_groups
-            n0 = span // (n_row_blocks * n_groups) * images_per_item
-            n_img = min(images_per_item, n_batch - n0)
-            oy0 = span % n_row_blocks * rows_per_item
-            rows = min(rows_per_item, oh - oy0)
-            if span != loaded:
-                for k in range(n_img):
-                    gather_rows(xf, ((n0 + k) * c_in + g * c_per_group) * ih * iw, c_per_group, ih, iw, tile,
-                                plane_len, k * img_rows, img_rows, oy0 * sh, 1, 1, top, left, row_len)
-                loaded = span
-            # The item's outputs are one run of flat positions: whole maps when it has several images.
-            m0 = n0 * ohw + oy0 * ow
-            m_end = m0 + ((n_img - 1) * oh + rows) * ow
-            virtual_positions(pix, m0, m_end, -(n0 * img_len + oy0 * sh * row_len), oh, ow, img_len, sh * row_len,
-                              sw)
-            blocked_positions(tile, starts, wpk, bpk, out, g, run * blocks_per_item,
-                              min(n_blocks, (run + 1) * blocks_per_item), m0, m_end, chunk_taps, pix, acc, grid)
+            loaded = _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk,
+                                out, grid, sh, sw, blocks_per_item, chunk_taps, item, loaded, tile, pix, acc)
             item, used = next_item(counters, worker, used, workers, n_items)
+
+
+@kernel
+def _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk, out, grid, sh, sw,
+               blocks_per_item, chunk_taps, item, loaded, tile, pix, acc):
+    """Work item ``item`` of :func:`conv_blocked_tiles`: (image block, group, row block, run of channel
+    blocks), the run varying fastest. Refills the thread's ``tile`` unless it holds the item's span
+    already (``loaded``); returns the span it holds."""
+    n_batch, c_in, ih, iw = x.shape
+    n_groups, n_blocks = wpk.shape[0], wpk.shape[1]
+    oh, ow = grid[0], grid[1]
+    ohw = oh * ow
+    c_per_group = c_in // n_groups
+    n_row_blocks = (oh + rows_per_item - 1) // rows_per_item
+    n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
+    img_len = img_rows * row_len
+    plane_len = images_per_item * img_len
+    span = item // n_runs
+    run = item - span * n_runs
+    g = span // n_row_blocks % n_groups
+    n0 = span // (n_row_blocks * n_groups) * images_per_item
+    n_img = min(images_per_item, n_batch - n0)
+    oy0 = span % n_row_blocks * rows_per_item
+    rows = min(rows_per_item, oh - oy0)
+    xf = x.reshape(-1)
+    if span != loaded:
+        # tile row i of image k: padded input row oy0 * sh + i (zeros outside the input)
+        for c in range(c_per_group):
+            for k in range(n_img):
+                src = ((n0 + k) * c_in + g * c_per_group + c) * ih * iw
+                dst = c * plane_len + k * img_len
+                for i in range(img_rows):
+                    iy = oy0 * sh + i - top
+                    # One call site: a second inlined copy of the row copy cost 2.3 s of compile time.
+                    inside = 0 <= iy < ih  # else a row of zeros
+                    padded_row(tile, dst + i * row_len, row_len, left if inside else 0,
+                               min(row_len, left + iw) if inside else 0, xf, src + iy * iw if inside else 0, 1)
+    # The item's outputs are one run of flat positions: whole maps when it has several images.
+    m0 = n0 * ohw + oy0 * ow
+    m_end = m0 + ((n_img - 1) * oh + rows) * ow
+    virtual_positions(pix, m0, m_end, -(n0 * img_len + oy0 * sh * row_len), oh, ow, img_len, sh * row_len, sw)
+    blocked_positions(tile, starts, wpk, bpk, out, g, run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item),
+                      m0, m_end, chunk_taps, pix, acc, grid)
+    return span

@@ -6,7 +6,7 @@ Parallel ownership: one ``prange`` iteration = one (n, c) plane of ``xp``.
 import numpy as np
 from numba import prange
 
-from .._jit import inline, parallel_kernel
+from .._jit import inline, kernel, parallel_kernel
 
 PACK_TILE = 16  # taps per tile of pack_blocked's transpose
 
@@ -82,21 +82,22 @@ def _zero(arr, lo, hi):
         arr[np.uint64(i)] = 0
 
 
-@parallel_kernel
+@kernel
 def pack_blocked(w, packed):
     """``packed[g, b, t, j] = w[g, b * B + j, t]`` where that exists, else 0: weights (G, O/G, K) in blocks
     of ``B`` output channels with the taps padded to ``T >= K`` (the direct kernel's operand).
 
     Contract: ``w`` (G, O/G, K) and ``packed`` (G, n_blocks, T, B) C-contiguous, same dtype, ``n_blocks * B
-    >= O/G``. Parallel ownership: one ``prange`` iteration = one (g, b) block of ``packed``. The transpose
-    runs in tiles of ``PACK_TILE`` taps (contiguous reads of each channel, all in L1): one tap at a time
-    across the ``B`` channels had read ``B`` lines per tap (L5's 2.4 MB: 0.4 ms, 6 GB/s).
+    >= O/G``. One thread: on L5's 2.4 MB two threads were no faster (0.43 vs 0.49 ms best, the second
+    thread's wake-up included), and a parallel kernel costs 1.5 s more to compile (the cold start). The
+    transpose runs in tiles of ``PACK_TILE`` taps (contiguous reads of each channel, all in L1): one tap
+    at a time across the ``B`` channels had read ``B`` lines per tap (L5: 0.6-0.9 ms).
     """
     n_groups, o_per_group, k = w.shape
     n_blocks, n_taps, block = packed.shape[1], packed.shape[2], packed.shape[3]
     wf = w.reshape(-1)
     pf = packed.reshape(-1)
-    for task in prange(n_groups * n_blocks):
+    for task in range(n_groups * n_blocks):
         g = task // n_blocks
         b = task - g * n_blocks
         dst = task * n_taps * block
