@@ -7,7 +7,6 @@ numba's on-disk cache does not track this module: after editing it, touch ``im2c
 import numpy as np
 
 from .._jit import inline  # compiled with the caller, never alone
-from .simd import vec_lanes, vload, vstore
 
 
 @inline
@@ -17,19 +16,8 @@ def padded_row(dst, d0, length, lo, hi, src, s0, step):
     vectorisation), the caller guarantees them in range."""
     for j in range(lo):
         dst[np.uint64(d0 + j)] = 0.0
-    n = hi - lo
-    lanes = vec_lanes(dst)
-    if step == 1 and n >= lanes:
-        # Whole vectors, the last one shifted back to end at ``hi`` (it rewrites a few cells with the
-        # same values): LLVM leaves rows shorter than its own unrolled loop (14, 28 cells) to a scalar
-        # loop.
-        j = 0
-        while j + lanes < n:
-            vstore(dst, d0 + lo + j, vload(src, s0 + j))
-            j += lanes
-        vstore(dst, d0 + hi - lanes, vload(src, s0 + n - lanes))
-    elif step == 1:
-        for j in range(n):
+    if step == 1:
+        for j in range(hi - lo):
             dst[np.uint64(d0 + lo + j)] = src[np.uint64(s0 + j)]
     else:
         for j in range(hi - lo):
