@@ -182,6 +182,8 @@ def test_few_compiled_specialisations(rng):
         out = np.empty((2, 8, 7, 8), dtype=dtype)
         for algo in ALGOS:
             fastconv.conv2d(x, w, b, algo=algo, out=out)
+        # rows wider than BATCH_INNER_MAX_OW: im2col's band path (this test must compile it itself)
+        fastconv.conv2d(rng.standard_normal((1, 4, 5, 40)).astype(dtype), w, b, algo="im2col")
     counts = {name: len(d.signatures) for name, d in _conv_dispatchers().items()}
     # One specialisation per float dtype for every kernel, including the helper _store_block that the
     # jitted kernel calls (passed int64 counts, so typed once per dtype), and at most one of the

@@ -53,6 +53,10 @@ from .simd import HAS_AVX512, VEC_BYTES, address, float_array, shuffle_mask, tra
 MICRO_VEC_BYTES = 64 if HAS_AVX512 else VEC_BYTES
 MV = 2  # vectors of output channels per micro-tile
 NP = 8 if HAS_AVX512 else 6  # output positions per micro-tile
+# int64 constants for the grid tuple built in conv_taps_blocked: literal 0 / 1 would type it apart from
+# the grids callers pass in, and _store_block would compile once more per dtype.
+ZERO = np.int64(0)
+ONE = np.int64(1)
 MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (NP * 32 output positions)
 
 
@@ -275,7 +279,7 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
     m_end = min(m0 + tile, m_total)
     virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
     blocked_positions(xf, starts, wpk, bpk, out, g, run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item),
-                      m0, m_end, chunk_taps, pix, acc, (oh, ow, 0, 0, 1, 1))
+                      m0, m_end, chunk_taps, pix, acc, (oh, ow, ZERO, ZERO, ONE, ONE))
 
 
 @inline
