@@ -370,6 +370,9 @@ def test_plan_and_tile_are_pure_functions_of_the_shape():
     assert plan_conv_transpose2d((1, 4, 3, 3), (4, 2, 3, 3), algo="direct").reason == "requested by the caller"
     assert plan.flops == 2 * 16 * 128 * 28 * 28 * 64 * 16
     assert plan_conv_transpose2d((1, 4, 3, 3), (4, 2, 3, 3), algo="col2im").workspace_bytes > 0
+    # strided direct with >= 4 channels per group: the phase blocks (one result's worth) plus per-thread tiles
+    t1_direct = plan_conv_transpose2d((16, 128, 28, 28), (128, 64, 4, 4), stride=2, padding=1, algo="direct")
+    assert 16 * 64 * 56 * 56 * 4 < t1_direct.workspace_bytes < 2 * 16 * 64 * 56 * 56 * 4
     assert direct_split(16, 900, 30, 32, 4) == (1, 904)  # T1: one image, one tile per phase
     assert direct_split(32, 196, 14, 64, 4) == (5, 984)  # T2: five 14x14 images folded per tile
     imgs, tile = direct_split(1, 900, 30, 1, 4)  # a single work item: split

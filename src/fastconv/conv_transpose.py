@@ -197,6 +197,8 @@ def _workspace_bytes(problem, algo):
         plan = plan_conv2d((problem.n_batch, problem.c_in) + problem.in_hw, w_shape, padding=pads,
                            dilation=problem.dilation, groups=problem.groups, dtype=_FLOAT_OF_SIZE[problem.itemsize])
         return plan.workspace_bytes + problem.c_in * og * kh * kw * problem.itemsize
+    if problem.c_out // problem.groups >= DIRECT_BLOCK_MIN_CHANNELS:
+        return _phase_tiles_workspace(problem)
     layout = phase_layout(problem)
     return problem.c_in * layout.buffer_len(problem.n_batch) * problem.itemsize
 
@@ -456,53 +458,104 @@ def _run_direct(problem, x, weight, bias, dtype, out):
            layout.row_len, problem.stride[0], problem.stride[1], imgs, tile, current_threads())
 
 
+@dataclass(frozen=True)
+class PhaseTile:
+    """One output phase of the strided direct path: rows ``ry + sH * m`` (``m < ny``), columns
+    ``rx + sW * q`` (``q < nx``), its taps (kernel index, input shift) per axis, and the tile geometry
+    of the correlation that computes it (zero padding ``pad_y``, ``pad_x`` of the input)."""
+
+    ry: int
+    ny: int
+    rx: int
+    nx: int
+    kys: np.ndarray
+    qys: np.ndarray
+    kxs: np.ndarray
+    qxs: np.ndarray
+    pad_y: tuple
+    pad_x: tuple
+    geometry: tuple  # tile_geometry: (row_len, rows_per_item, img_rows, images_per_item)
+
+    @property
+    def has_taps(self):
+        return self.kys.size > 0 and self.kxs.size > 0
+
+
+@functools.lru_cache(maxsize=64)
+def phase_tiles(problem):
+    """The :class:`PhaseTile` of every output phase, in ``(ry, rx)`` order (integer bookkeeping only;
+    cached per problem, read only)."""
+    (ih, iw), (kh, kw) = problem.in_hw, problem.kernel_hw
+    (sh, sw), (dh, dw) = problem.stride, problem.dilation
+    ((top, _), (left, _)), (oh, ow) = problem.pads, problem.out_hw
+    phases = []
+    for (ry, ny, ytaps), (rx, nx, xtaps) in itertools.product(_axis_phases(ih, kh, sh, dh, top, oh),
+                                                               _axis_phases(iw, kw, sw, dw, left, ow)):
+        kys, qys = (np.array([t[i] for t in ytaps], dtype=np.int64) for i in (0, 1))
+        kxs, qxs = (np.array([t[i] for t in xtaps], dtype=np.int64) for i in (0, 1))
+        pad_y = pad_x = geometry = ()
+        if kys.size and kxs.size:
+            # Input row (column) m + q for phase row (column) m and shift q: zero padding before and after.
+            pad_y = (max(0, -int(qys.min())), max(0, ny - ih + int(qys.max())))
+            pad_x = (max(0, -int(qxs.min())), max(0, nx - iw + int(qxs.max())))
+            reach = (int(qys.max()) + pad_y[0] + 1, int(qxs.max()) + pad_x[0] + 1)  # a kernel of that size
+            geometry = tile_geometry((ih, iw), (pad_y, pad_x), reach, (1, 1), (1, 1), (ny, nx), problem.n_batch,
+                                     DIRECT_TILE_POSITIONS)
+        phases.append(PhaseTile(ry, ny, rx, nx, kys, qys, kxs, qxs, pad_y, pad_x, geometry))
+    return tuple(phases)
+
+
+def _phase_tiles_workspace(problem):
+    """Bytes besides the result of :func:`_run_phase_tiles`: the phase blocks (one result's worth) and,
+    per thread, the largest phase's tile and partial sums."""
+    cg, block = problem.c_in // problem.groups, channel_block(problem.itemsize)
+    per_thread = 0
+    for ph in phase_tiles(problem):
+        if ph.has_taps:
+            row_len, rows_per_item, img_rows, images = ph.geometry
+            per_thread = max(per_thread, cg * images * img_rows * row_len + images * rows_per_item * ph.nx * block)
+    blocks = problem.n_batch * problem.c_out * problem.out_hw[0] * problem.out_hw[1]
+    return (blocks + per_thread * numba.config.NUMBA_NUM_THREADS) * problem.itemsize
+
+
 def _run_phase_tiles(problem, x, weight, bias, dtype, out):
     """Strided: each output phase ``(ry, rx)`` (every ``sH``-th row from ``ry``, every ``sW``-th column from
     ``rx``) is a stride-1 correlation of the input with the phase's taps at their shifts, run by the
     direct conv2d's register-blocked kernel on per-item tiles into a block of its own; one pass then
     interleaves the phases into ``out``. A phase no tap reaches (``output_padding`` beyond the kernel)
     is the bias."""
-    (ih, iw), (kh, kw) = problem.in_hw, problem.kernel_hw
-    (sh, sw), (dh, dw) = problem.stride, problem.dilation
-    ((top, _), (left, _)), (oh, ow) = problem.pads, problem.out_hw
+    kh, kw = problem.kernel_hw
     n_batch, groups = problem.n_batch, problem.groups
     cg, og = problem.c_in // groups, problem.c_out // groups
     xk = as_kernel_array(x, dtype)
     block = channel_block(problem.itemsize)
     wg = weight.reshape(groups, cg, og, kh, kw)
-    phases = list(itertools.product(_axis_phases(ih, kh, sh, dh, top, oh), _axis_phases(iw, kw, sw, dw, left, ow)))
-    sizes = [n_batch * problem.c_out * ny * nx for (_, ny, _), (_, nx, _) in phases]
+    phases = phase_tiles(problem)
+    sizes = [n_batch * problem.c_out * ph.ny * ph.nx for ph in phases]
     phase_off = np.cumsum([0] + sizes[:-1]).astype(np.int64)
     buf = memory.empty(sum(sizes), dtype)
-    for (ry, ny, ytaps), (rx, nx, xtaps), off, size in zip(*zip(*phases), phase_off, sizes):
-        block_out = buf[off:off + size].reshape(n_batch, problem.c_out, ny, nx)
-        if not ytaps or not xtaps:
+    for ph, off, size in zip(phases, phase_off, sizes):
+        block_out = buf[off:off + size].reshape(n_batch, problem.c_out, ph.ny, ph.nx)
+        if not ph.has_taps:
             block_out[...] = bias[None, :, None, None]
             continue
-        kys, qys = (np.array(v, dtype=np.int64) for v in zip(*ytaps))
-        kxs, qxs = (np.array(v, dtype=np.int64) for v in zip(*xtaps))
-        # Input row (column) m + q for phase row (column) m and shift q: zero padding before and after.
-        pad_y = (max(0, -qys.min()), max(0, ny - ih + qys.max()))
-        pad_x = (max(0, -qxs.min()), max(0, nx - iw + qxs.max()))
-        reach = (int(qys.max()) + pad_y[0] + 1, int(qxs.max()) + pad_x[0] + 1)  # a kernel of that size
-        row_len, rows_per_item, img_rows, images = tile_geometry((ih, iw), (pad_y, pad_x), reach, (1, 1), (1, 1),
-                                                                 (ny, nx), n_batch, DIRECT_TILE_POSITIONS)
+        row_len, rows_per_item, img_rows, images = ph.geometry
         plane_len = images * img_rows * row_len
-        c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(kys.size), np.arange(kxs.size),
+        c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(ph.kys.size), np.arange(ph.kxs.size),
                                                     indexing="ij"))
-        starts = c * plane_len + (qys[iy] + pad_y[0]) * row_len + qxs[ix] + pad_x[0]
+        starts = c * plane_len + (ph.qys[iy] + ph.pad_y[0]) * row_len + ph.qxs[ix] + ph.pad_x[0]
         # (G, og, taps) in the tap order of ``starts``
-        taps = wg[:, c, :, kys[iy], kxs[ix]].transpose(1, 2, 0)
+        taps = wg[:, c, :, ph.kys[iy], ph.kxs[ix]].transpose(1, 2, 0)
         wpk = pack_taps(taps, block, starts.size, dtype)
         bpk = np.zeros((groups, wpk.shape[1] * block), dtype=dtype)
         bpk[:, :og] = bias.reshape(groups, og)
-        items = groups * _ceil_div(n_batch, images) * _ceil_div(ny, rows_per_item)
+        items = groups * _ceil_div(n_batch, images) * _ceil_div(ph.ny, rows_per_item)
         runs = min(wpk.shape[1], _ceil_div(CONV2D_DIRECT_MIN_ITEMS, items))
-        conv_blocked_tiles(xk, pad_y[0], pad_x[0], row_len, rows_per_item, img_rows, images, starts, wpk, bpk,
-                           block_out, (ny, nx, 0, 0, 1, 1), 1, 1, _ceil_div(wpk.shape[1], runs), DIRECT_CHUNK_TAPS,
-                           current_threads())
-    interleave_phases(buf, phase_off, np.array([ny for (_, ny, _), _ in phases], dtype=np.int64),
-                      np.array([nx for _, (_, nx, _) in phases], dtype=np.int64), out, sh, sw)
+        conv_blocked_tiles(xk, ph.pad_y[0], ph.pad_x[0], row_len, rows_per_item, img_rows, images, starts, wpk, bpk,
+                           block_out, (ph.ny, ph.nx, 0, 0, 1, 1), 1, 1, _ceil_div(wpk.shape[1], runs),
+                           DIRECT_CHUNK_TAPS, current_threads())
+    interleave_phases(buf, phase_off, np.array([ph.ny for ph in phases], dtype=np.int64),
+                      np.array([ph.nx for ph in phases], dtype=np.int64), out, *problem.stride)
 
 
 def direct_split(n_batch, plane_len, row_len, other_items, itemsize):
