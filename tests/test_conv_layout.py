@@ -28,7 +28,7 @@ def _planes(x, w, kw):
                              kw.get("dilation", 1), 1, x.dtype)
     row_len, rows, tail = layout.padded_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride,
                                                  problem.dilation, problem.out_hw)
-    planes = layout.make_planes(x, problem.pads, "zeros", row_len, rows, tail, x.dtype)
+    planes = layout.make_planes(x, problem.pads, row_len, rows, tail, x.dtype)
     return planes, problem, rows, row_len, tail
 
 

@@ -19,7 +19,7 @@ from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps,
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
-from .padding import check_padding_mode
+from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
 
@@ -187,18 +187,19 @@ def direct_input(problem, x, padding_mode, dtype):
     """The register-blocked kernels' input operand: ``(xf, row_len, plane_stride, image_stride)``, channel
     ``c`` of image ``n`` at ``xf[c * plane_stride + n * image_stride:]`` in rows of ``row_len`` (see
     :func:`fastconv._kernels.conv_direct.conv_taps_blocked`)."""
-    in_hw, pads = problem.in_hw, problem.pads
-    if padding_mode != "zeros":  # the planes are built from the padded array: no implicit zeros
-        (top, bottom), (left, right) = pads
-        in_hw, pads = (in_hw[0] + top + bottom, in_hw[1] + left + right), ((0, 0), (0, 0))
-    if problem.pads == ((0, 0), (0, 0)):
+    (ih, iw), pads = problem.in_hw, problem.pads
+    if pads != ((0, 0), (0, 0)) and padding_mode != "zeros":
+        # reflect / replicate / circular: the padded copy itself, read in place like an unpadded input
+        x = pad_nchw(x, pads, padding_mode, dtype)
+        (ih, iw), pads = x.shape[2:], ((0, 0), (0, 0))
+    if pads == ((0, 0), (0, 0)):
         # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
         # apart); every tap of a valid output lies inside the image.
         xk = as_kernel_array(x, dtype)
-        return xk.reshape(-1), in_hw[1], in_hw[0] * in_hw[1], problem.c_in * in_hw[0] * in_hw[1]
-    row_len, rows, tail = padded_geometry(in_hw, pads, problem.kernel_hw, problem.stride, problem.dilation,
+        return xk.reshape(-1), iw, ih * iw, problem.c_in * ih * iw
+    row_len, rows, tail = padded_geometry((ih, iw), pads, problem.kernel_hw, problem.stride, problem.dilation,
                                           problem.out_hw)
-    planes = make_planes(x, problem.pads, padding_mode, row_len, rows, tail, dtype)
+    planes = make_planes(x, pads, row_len, rows, tail, dtype)
     return planes.reshape(-1), row_len, planes.shape[1], rows * row_len
 
 

@@ -90,20 +90,17 @@ def pack_taps(taps, block, n_taps, dtype):
     return packed
 
 
-def make_planes(x, pads, padding_mode, row_len, rows, tail, dtype):
-    """Padded input rearranged into flat channel planes: (C, N * rows * row_len + tail).
+def make_planes(x, pads, row_len, rows, tail, dtype):
+    """Zero-padded input rearranged into flat channel planes: (C, N * rows * row_len + tail).
 
     ``planes[c, n * rows * row_len + i * row_len + j] = xpad[n, c, i, j]`` for ``i < rows``, ``j <
-    row_len``, zeros outside the input, then ``tail`` zeros per plane: the register-blocked direct
-    kernel's operand (:func:`padded_geometry`). One compiled pass (``fill_planes``) into a pooled buffer:
-    numpy's strided copies were slow on short rows (L5's 14-wide rows: 1.39 ms on two threads, this
-    0.78-0.92 ms). Other padding modes first build the padded array.
+    row_len``, zeros outside the input, then ``tail`` zeros per plane: the direct weight gradient's
+    operand (:func:`padded_geometry`). One compiled pass (``fill_planes``) into a pooled buffer: numpy's
+    strided copies were slow on short rows (L5's 14-wide rows: 1.39 ms on two threads, this 0.78-0.92
+    ms).
     """
     (top, _), (left, _) = pads
-    if padding_mode == "zeros":
-        src = as_kernel_array(x, dtype)
-    else:
-        src, top, left = pad_nchw(x, pads, padding_mode, dtype), 0, 0
+    src = as_kernel_array(x, dtype)
     n_batch, c_in = src.shape[:2]
     planes = memory.empty((c_in, n_batch * rows * row_len + tail), dtype)
     fill_planes(src, planes, top, left, rows, row_len)
