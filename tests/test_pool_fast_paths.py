@@ -109,6 +109,32 @@ def test_2x2_windows_that_are_not_full_use_the_general_kernel(kwargs, rng, monke
     assert spy.calls == 0 and spy_indices.calls == 0
 
 
+# 3x3 / stride 2 max in one pass (``_max3s2_rows``): rows of exactly one vector of outputs (8 float32,
+# 4 float64), one more, several plus a shifted last chunk, the widest windows the path takes (2 * OW -
+# left == W); ceil_mode can add a window past the row's end (the separable kernel then), and
+# rows shorter than a vector take it too.
+ONE_PASS = [(9, 17, 1), (9, 16, 0), (5, 19, 1), (12, 40, 1), (7, 35, 0), (30, 112, 1), (9, 33, 1), (10, 9, 1),
+            (6, 6, 0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h,w,p", ONE_PASS, ids=[f"{h}x{w}-p{p}" for h, w, p in ONE_PASS])
+def test_3x3_stride2_max_one_pass(h, w, p, dtype, rng):
+    lanes = 32 // np.dtype(dtype).itemsize
+    x = _special_input(rng, (2, 3, h, w), dtype)
+    x[0, 0, :, 0] = np.nan  # NaN in the first column and the last: clamped padding must keep them
+    x[0, 1, :, -1] = np.nan
+    x[1, 2] = -np.inf  # a plane of -inf: padding must never win
+    for ceil_mode in (False, True):
+        got = fastconv.max_pool2d(x, 3, 2, padding=p, ceil_mode=ceil_mode)
+        np.testing.assert_array_equal(got, ref.max_pool2d(x, 3, 2, padding=p, ceil_mode=ceil_mode))
+        ow = got.shape[3]
+        takes = fastconv.pool._is_3x3_stride_2((3, 3), (2, 2), (1, 1), p, w, ow, dtype)
+        assert takes == (ow >= lanes and 2 * ow - p <= w)
+        if not ceil_mode:  # floor mode never has a window past the row's end
+            assert takes == (ow >= lanes)
+
+
 FUSED = [(k, s, p) for k in (2, 3) for s in (1, 2) for p in (0, 1)] + [(4, 2, 1), (3, 3, 1), ((3, 2), (2, 1), 1)]
 
 

@@ -104,9 +104,20 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
         col_div = _axis_counts(iw, ow, k_hw[1], s_hw[1], left, right, mode == 1).astype(x.dtype)
     # A stride-2 vector load of the row pass reads one cell past the last window (the odd lane it drops).
     length = max(left + iw, ow * s_hw[1] + (k_hw[1] - 1) * d_hw[1])
+    kernel_mode = min(mode, 1)
+    if mode == 0 and _is_3x3_stride_2(k_hw, s_hw, d_hw, left, iw, ow, x.dtype):
+        kernel_mode = 2  # one pass, no scratch row
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
-                         d_hw[0], d_hw[1], top, left, min(mode, 1), blocks, current_threads(),
+                         d_hw[0], d_hw[1], top, left, kernel_mode, blocks, current_threads(),
                          out.nbytes >= STREAM_MIN_BYTES)
+
+
+def _is_3x3_stride_2(k_hw, s_hw, d_hw, left, iw, ow, dtype):
+    """The one-pass 3x3 / stride 2 max pool applies (``_max3s2_rows``): no dilation, at most one padding
+    column on the left, rows of at least one vector of outputs, and no window past the row's end."""
+    lanes = VEC_BYTES // np.dtype(dtype).itemsize
+    return (k_hw == (3, 3) and s_hw == (2, 2) and d_hw == (1, 1) and left <= 1 and ow >= lanes
+            and 2 * ow - left <= iw)
 
 
 def _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads):

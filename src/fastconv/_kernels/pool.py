@@ -66,6 +66,7 @@ from numba.extending import intrinsic
 from .._jit import inline, kernel, parallel_kernel
 from .claim import next_item, range_counters
 from .simd import (HAS_AVX, VEC_BYTES, Vec, data_address, float_array, shuffle_mask, store_fence, vadd, vdiv, vec_lanes,
+                   vevens, vodds, vshift_dup, vshift_in,
                    vector_pointer, viota, vlow_halves, vload, vload_even, vload_odd, vmul, vpick, vsplat, vstore,
                    vstore_int64, vstore_stream, vswap_halves)
 
@@ -342,6 +343,61 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
 
 
 @kernel_inline
+def _colmax3(xf, r0, r1, r2, col):
+    """Lane ``l``: the NaN-propagating max of ``xf[r + col + l]`` over the three row starts ``r``."""
+    return _vmax(_vmax(vload(xf, r0 + col), vload(xf, r1 + col)), vload(xf, r2 + col))
+
+
+@kernel
+def _max3s2_rows(xf, of, p, oy_lo, oy_hi, ih, iw, oh, ow, top, left):
+    """Output rows ``[oy_lo, oy_hi)`` of plane ``p`` of a 3x3 / stride 2 max pool (no dilation, ``left <= 1``,
+    ``OW >= LANES``, ``2 * OW - left <= W``): one pass, no scratch row.
+
+    A window's cells outside the input are replaced by a cell of the same window (its row or column
+    clamped into the input), which leaves the maximum, and a NaN, unchanged. Per chunk of ``LANES``
+    outputs from ``ox0`` (input columns from ``b = 2 * ox0 - left``): the column maxima of the three rows
+    over columns ``b .. b + 2 LANES`` as vectors ``A`` (``b ..``), ``B`` (``b + LANES ..``) and the first
+    lane of the next chunk's ``A`` (carried over, or one clamped column at the row's end); the outputs are
+    ``max(evens(A, B), odds(A, B), evens shifted by one)``. The last chunk is shifted back to end at
+    ``OW`` (it rewrites a few outputs with the same values).
+    """
+    lanes = vec_lanes(xf)
+    n_full = ow // lanes
+    for oy in range(oy_lo, oy_hi):
+        y = oy * 2 - top
+        r0 = (p * ih + min(max(y, 0), ih - 1)) * iw
+        r1 = (p * ih + min(max(y + 1, 0), ih - 1)) * iw
+        r2 = (p * ih + min(max(y + 2, 0), ih - 1)) * iw
+        d0 = (p * oh + oy) * ow
+        a = _colmax3(xf, r0, r1, r2, 0)
+        if left == 1:  # column -1 is padding: column 0 in its place
+            a = vshift_dup(a, a)
+        for k in range(n_full):
+            b = 2 * k * lanes - left
+            bb = _colmax3(xf, r0, r1, r2, b + lanes)
+            if b + 3 * lanes <= iw:
+                a_next = _colmax3(xf, r0, r1, r2, b + 2 * lanes)
+            else:  # the row's end: its column b + 2 LANES, clamped, in every lane
+                a_next = vsplat(xf, _colmax_scalar(xf, r0, r1, r2, min(b + 2 * lanes, iw - 1)))
+            e = vevens(a, bb)
+            vstore(of, d0 + k * lanes, _vmax(_vmax(e, vodds(a, bb)), vshift_in(e, a_next)))
+            a = a_next
+        if ow % lanes:
+            ox0 = ow - lanes
+            b = 2 * ox0 - left
+            a = _colmax3(xf, r0, r1, r2, b)
+            bb = _colmax3(xf, r0, r1, r2, b + lanes)
+            x_last = vsplat(xf, _colmax_scalar(xf, r0, r1, r2, min(b + 2 * lanes, iw - 1)))
+            e = vevens(a, bb)
+            vstore(of, d0 + ox0, _vmax(_vmax(e, vodds(a, bb)), vshift_in(e, x_last)))
+
+
+@kernel_inline
+def _colmax_scalar(xf, r0, r1, r2, col):
+    return _nanmax(_nanmax(xf[r0 + col], xf[r1 + col]), xf[r2 + col])
+
+
+@kernel_inline
 def _task_rows(task, row_blocks, oh):
     """``(plane, first output row, end row)`` of a windowed or 2x2 pool's work item ``task``."""
     rows_per = (oh + row_blocks - 1) // row_blocks
@@ -354,7 +410,8 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
                          workers, stream):
     """Windowed max or average pooling, separable: column pass, then row pass, per output row.
 
-    ``mode``: 0 max; 1 average, ``out[oy, ox] = sum / (row_div[oy] * col_div[ox])`` where the wrapper's
+    ``mode``: 0 max; 2 max through :func:`_max3s2_rows` (3x3 / stride 2 windows, its contract); 1 average,
+    ``out[oy, ox] = sum / (row_div[oy] * col_div[ox])`` where the wrapper's
     tables (x's dtype, exact small integers) encode PyTorch's divisor rules (``count_include_pad``,
     ``ceil_mode`` clipping, ``divisor_override`` as ``row_div = 1``, ``col_div = d``). For max the tables
     are empty. ``out``: (N, C, OH, OW). ``scratch``: (T, L) of x's dtype with ``T`` >= the number of
@@ -381,7 +438,9 @@ def window_pool2d_kernel(x, out, scratch, row_div, col_div, kh, kw, sh, sw, dh, 
         task, used = next_item(counters, worker, 0, workers, n_tasks)
         while task >= 0:
             p, oy_lo, oy_hi = _task_rows(task, row_blocks, oh)
-            if mode == 0:
+            if mode == 2:
+                _max3s2_rows(xf, of, p, oy_lo, oy_hi, ih, iw, oh, ow, top, left)
+            elif mode == 0:
                 _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh,
                              dw, top, left, True, stream)
             else:

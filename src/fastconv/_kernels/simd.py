@@ -231,6 +231,25 @@ def vlow_halves(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _vector_shuffle(order):
+    """A two-vector shuffle intrinsic: lane ``i`` of the result is lane ``order(lanes)[i]`` of ``a ++ b``."""
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.shuffle_vector(args[0], args[1], shuffle_mask(order(a.lanes)))
+        return a(a, b), codegen
+    return op
+
+
+vevens = _vector_shuffle(lambda n: range(0, 2 * n, 2))  # lanes 0, 2, 4, ... of a ++ b
+vodds = _vector_shuffle(lambda n: range(1, 2 * n, 2))   # lanes 1, 3, 5, ... of a ++ b
+vshift_in = _vector_shuffle(lambda n: range(1, n + 1))  # a's lanes 1 .. n - 1, then b's lane 0
+vshift_dup = _vector_shuffle(lambda n: [0] + list(range(n - 1)))  # a's lane 0 twice, then lanes 1 .. n - 2 (b unused)
+
+
 @intrinsic
 def viota(typingctx, arr, start, step):
     """A vector of ``arr``'s dtype with lanes ``start + l * step``."""
