@@ -161,7 +161,7 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
         runs = min(wpk.shape[1], -(-DIRECT_MIN_ITEMS // items))
         (top, _), (left, _) = problem.pads
         conv_blocked_tiles(as_kernel_array(x, dtype), top, left, row_len, rows_per_item, img_rows, images_per_item,
-                           starts, wpk, bpk, out, (oh, ow, 0, 0, 1, 1), sh, sw, -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS,
+                           starts, wpk, bpk, out, sh, sw, -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS,
                            current_threads())
         return
     xf, row_len, plane_stride, image_stride = direct_input(problem, x, padding_mode, dtype)

@@ -552,7 +552,7 @@ def _run_phase_tiles(problem, x, weight, bias, dtype, out):
         items = groups * _ceil_div(n_batch, images) * _ceil_div(ph.ny, rows_per_item)
         runs = min(wpk.shape[1], _ceil_div(CONV2D_DIRECT_MIN_ITEMS, items))
         conv_blocked_tiles(xk, ph.pad_y[0], ph.pad_x[0], row_len, rows_per_item, img_rows, images, starts, wpk, bpk,
-                           block_out, (ph.ny, ph.nx, 0, 0, 1, 1), 1, 1, _ceil_div(wpk.shape[1], runs),
+                           block_out, 1, 1, _ceil_div(wpk.shape[1], runs),
                            DIRECT_CHUNK_TAPS, current_threads())
     interleave_phases(buf, phase_off, np.array([ph.ny for ph in phases], dtype=np.int64),
                       np.array([ph.nx for ph in phases], dtype=np.int64), out, *problem.stride)

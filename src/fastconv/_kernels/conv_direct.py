@@ -24,8 +24,8 @@ transposed there (each output channel's ``NP`` positions are contiguous in ``out
 through the buffer and :func:`_store_block`.
 
 With zero padding the planes are per-item tiles instead (``conv_direct_tiles.py``: same positions and
-taps, no padded copy of the whole input). Fewer than 4 output channels per group (a 16- or 32-channel block would be mostly padding) take
-``conv_few`` instead (``conv_few.py``).
+taps, no padded copy of the whole input). Fewer than 4 output channels per group (a 16- or 32-channel
+block would be mostly padding) take ``conv_few`` instead (``conv_few.py``).
 
 Parallel ownership: a work item = (group, tile of output positions, run of output-channel blocks),
 the run varying fastest so that consecutive items share their input tile. An item writes only those
@@ -53,10 +53,6 @@ from .simd import HAS_AVX512, VEC_BYTES, address, float_array, shuffle_mask, tra
 MICRO_VEC_BYTES = 64 if HAS_AVX512 else VEC_BYTES
 MV = 2  # vectors of output channels per micro-tile
 NP = 8 if HAS_AVX512 else 6  # output positions per micro-tile
-# int64 constants for the grid tuple built in conv_taps_blocked: literal 0 / 1 would type it apart from
-# the grids callers pass in, and _store_block would compile once more per dtype.
-ZERO = np.int64(0)
-ONE = np.int64(1)
 MICRO_TILES_PER_ITEM = 32  # micro-tiles per work item of conv_taps_blocked (NP * 32 output positions)
 
 
@@ -193,25 +189,24 @@ def virtual_positions(pix, m0, m_end, base, oh, ow, plane_len, row_step, col_ste
 
 
 @kernel
-def _store_block(acc, of, bias, m0, m_lo, m_end, grid, out_hw, c_out, o_first, n_rows, b0):
-    """``out[n, o_first + i, ry + py * oy, rx + px * ox] = acc[(m - m0) * B + i] + bias[b0 + i]`` for grid
-    positions ``m = n * GH * GW + oy * GW + ox`` in ``[m_lo, m_end)`` and ``i < n_rows``, ``grid = (GH,
-    GW, ry, rx, py, px)``, ``out_hw = (OH, OW)`` (``of`` flat, ``acc`` (positions, B)). Scalar copies: a
-    convolution (the grid is the output) sends only the rare micro-tile that straddles two images (or
-    ends a work item short) here; a transposed convolution's output phase (every ``py``-th row from
-    ``ry``, every ``px``-th column from ``rx``) sends every micro-tile."""
-    gh, gw, ry, rx, py, px = grid
-    oh, ow = out_hw
+def _store_block(acc, of, bias, m0, m_lo, m_end, ohw, c_out, o_first, n_rows, b0):
+    """``out[n, o_first + i, s] = acc[(m - m0) * B + i] + bias[b0 + i]`` for flat outputs
+    ``m = n * OH * OW + s`` in ``[m_lo, m_end)`` and ``i < n_rows`` (``of`` flat, ``acc`` (positions, B)).
+    Scalar copies: only the rare micro-tile that straddles two images (or ends a work item short) comes
+    here, at most ``NP`` positions."""
     block = acc.shape[1]
     af = acc.reshape(-1)
-    for m in range(m_lo, m_end):
-        n = m // (gh * gw)
-        oy = (m - n * gh * gw) // gw
-        ox = m - n * gh * gw - oy * gw
-        dst0 = (n * c_out + o_first) * oh * ow + (ry + py * oy) * ow + rx + px * ox  # + i * oh * ow
-        src0 = (m - m0) * block
+    m = m_lo
+    while m < m_end:
+        n = m // ohw
+        seg_end = min(m_end, (n + 1) * ohw)
+        dst0 = (n * c_out + o_first) * ohw - n * ohw  # + i * ohw + mm: out[n, o_first + i, mm - n * ohw]
+        src0 = -m0 * block  # + mm * block + i: acc[mm - m0, i]
         for i in range(n_rows):
-            of[np.uint64(dst0 + i * oh * ow)] = af[np.uint64(src0 + i)] + bias[b0 + i]
+            b = bias[b0 + i]
+            for mm in range(m, seg_end):
+                of[np.uint64(dst0 + i * ohw + mm)] = af[np.uint64(src0 + mm * block + i)] + b
+        m = seg_end
 
 
 @parallel_kernel
@@ -279,24 +274,19 @@ def _blocked_item(xf, plane_stride, planes_per_group, image_stride, starts, wpk,
     m_end = min(m0 + tile, m_total)
     virtual_positions(pix, m0, m_end, g * planes_per_group * plane_stride, oh, ow, image_stride, sh * row_len, sw)
     blocked_positions(xf, starts, wpk, bpk, out, g, run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item),
-                      m0, m_end, chunk_taps, pix, acc, (oh, ow, ZERO, ZERO, ONE, ONE))
+                      m0, m_end, chunk_taps, pix, acc)
 
 
 @inline
-def blocked_positions(xf, starts, wpk, bpk, out, g, blk_lo, blk_hi, m0, m_end, chunk_taps, pix, acc, grid):
-    """Grid positions ``m0 .. m_end - 1`` (``m = n * GH * GW + oy * GW + ox``) of group ``g``, channel blocks
+def blocked_positions(xf, starts, wpk, bpk, out, g, blk_lo, blk_hi, m0, m_end, chunk_taps, pix, acc):
+    """Flat outputs ``m0 .. m_end - 1`` (``m = n * OH * OW + oy * OW + ox``) of group ``g``, channel blocks
     ``blk_lo .. blk_hi - 1``, each position ``m0 + k`` reading ``xf[pix[k] + starts[t]]`` for its taps;
     ``pix`` covers the micro-tiles (the last one padded by repeating a position) and ``acc`` their
-    partial sums (the calling thread's scratch). ``grid = (GH, GW, ry, rx, py, px)`` places grid position
-    ``(oy, ox)`` at output ``(ry + py * oy, rx + px * ox)``: ``(OH, OW, 0, 0, 1, 1)`` for a convolution,
-    one output phase of a transposed convolution otherwise."""
+    partial sums (the calling thread's scratch)."""
     n_groups, n_blocks, n_taps, block = wpk.shape
     bf = bpk.reshape(-1)
-    c_out, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    gh, gw = grid[0], grid[1]
-    ghw = gh * gw
-    # Micro-tiles store from registers only when grid and output coincide (contiguous positions).
-    plain = grid[2] == 0 and grid[3] == 0 and grid[4] == 1 and grid[5] == 1 and gh == oh and gw == ow
+    n_batch, c_out, oh, ow = out.shape
+    ohw = oh * ow
     of = out.reshape(-1)
     af = acc.reshape(-1)
     o_per_group = c_out // n_groups
@@ -308,19 +298,18 @@ def blocked_positions(xf, starts, wpk, bpk, out, g, blk_lo, blk_hi, m0, m_end, c
         b0 = (g * n_blocks + blk) * block
         for t0 in range(0, n_taps, chunk_taps):
             t1 = min(n_taps, t0 + chunk_taps)
-            n = m0 // ghw  # image of the micro-tile's first position, advanced as the tiles go
+            n = m0 // ohw  # image of the micro-tile's first position, advanced as the tiles go
             for k in range(n_micro):
                 m = m0 + k * NP
-                while m >= (n + 1) * ghw:
+                while m >= (n + 1) * ohw:
                     n += 1
                 # The last pass stores from registers when the ``NP`` positions are whole outputs of one
                 # image (contiguous in its rows); the rest (a tile across two images, the item's last
-                # partial tile, an output phase) goes through ``acc``.
+                # partial tile) goes through ``acc``.
                 o_base = -1
-                if plain and t1 == n_taps and m + NP <= min(m_end, (n + 1) * ghw):
-                    o_base = (n * c_out + o_first) * ghw + m - n * ghw
+                if t1 == n_taps and m + NP <= min(m_end, (n + 1) * ohw):
+                    o_base = (n * c_out + o_first) * ohw + m - n * ohw
                 tap_microkernel(xf, starts, t0, t1, pix, k * NP, wf, af, k * NP * block, t0 > 0, of, o_base,
-                                ghw, bf, b0, n_rows)
+                                ohw, bf, b0, n_rows)
                 if t1 == n_taps and o_base < 0:
-                    _store_block(acc, of, bf, m0, m, min(m + NP, m_end), grid, (oh, ow), c_out, o_first, n_rows,
-                                 b0)
+                    _store_block(acc, of, bf, m0, m, min(m + NP, m_end), ohw, c_out, o_first, n_rows, b0)

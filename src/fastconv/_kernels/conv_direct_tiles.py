@@ -40,14 +40,11 @@ from .rows import padded_row
 
 @parallel_kernel
 def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk, out,
-                       grid, sh, sw, blocks_per_item, chunk_taps, workers):
+                       sh, sw, blocks_per_item, chunk_taps, workers):
     """Direct convolution with zero padding ``(top, left)`` through per-item tiles (module docstring).
 
     Contract (caller guarantees):
-    - ``x``: (N, C, H, W) C-contiguous, the unpadded input; ``out``: (N, O, OH', OW'), same float dtype.
-    - ``grid = (OH, OW, ry, rx, py, px)``: the positions computed, ``OH x OW`` per image, and where they go:
-      position ``(oy, ox)`` to ``out[..., ry + py * oy, rx + px * ox]`` (``(OH', OW', 0, 0, 1, 1)`` for a
-      convolution; one output phase of a strided transposed convolution otherwise).
+    - ``x``: (N, C, H, W) C-contiguous, the unpadded input; ``out``: (N, O, OH, OW), same float dtype.
     - ``row_len = W + max(left, right)``; ``rows_per_item`` output rows per item (``images_per_item`` > 1
       only if ``rows_per_item == OH``); ``img_rows`` tile rows per image, enough that every read of an
       image's positions stays inside them: ``img_rows * row_len > ((rows_per_item - 1) * sh + (kH - 1) *
@@ -62,7 +59,7 @@ def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_pe
     """
     n_batch, c_in = x.shape[0], x.shape[1]
     n_groups, n_blocks, block = wpk.shape[0], wpk.shape[1], wpk.shape[3]
-    oh, ow = grid[0], grid[1]
+    oh, ow = out.shape[2], out.shape[3]
     n_row_blocks = (oh + rows_per_item - 1) // rows_per_item
     n_image_blocks = (n_batch + images_per_item - 1) // images_per_item
     n_runs = (n_blocks + blocks_per_item - 1) // blocks_per_item
@@ -79,19 +76,19 @@ def conv_blocked_tiles(x, top, left, row_len, rows_per_item, img_rows, images_pe
         item, used = next_item(counters, worker, 0, workers, n_items)
         while item >= 0:
             loaded = _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk,
-                                out, grid, sh, sw, blocks_per_item, chunk_taps, item, loaded, tile, pix, acc)
+                                out, sh, sw, blocks_per_item, chunk_taps, item, loaded, tile, pix, acc)
             item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @kernel
-def _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk, out, grid, sh, sw,
+def _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk, bpk, out, sh, sw,
                blocks_per_item, chunk_taps, item, loaded, tile, pix, acc):
     """Work item ``item`` of :func:`conv_blocked_tiles`: (image block, group, row block, run of channel
     blocks), the run varying fastest. Refills the thread's ``tile`` unless it holds the item's span
     already (``loaded``); returns the span it holds."""
     n_batch, c_in, ih, iw = x.shape
     n_groups, n_blocks = wpk.shape[0], wpk.shape[1]
-    oh, ow = grid[0], grid[1]
+    oh, ow = out.shape[2], out.shape[3]
     ohw = oh * ow
     c_per_group = c_in // n_groups
     n_row_blocks = (oh + rows_per_item - 1) // rows_per_item
@@ -123,5 +120,5 @@ def _tile_item(x, top, left, row_len, rows_per_item, img_rows, images_per_item, 
     m_end = m0 + ((n_img - 1) * oh + rows) * ow
     virtual_positions(pix, m0, m_end, -(n0 * img_len + oy0 * sh * row_len), oh, ow, img_len, sh * row_len, sw)
     blocked_positions(tile, starts, wpk, bpk, out, g, run * blocks_per_item, min(n_blocks, (run + 1) * blocks_per_item),
-                      m0, m_end, chunk_taps, pix, acc, grid)
+                      m0, m_end, chunk_taps, pix, acc)
     return span
