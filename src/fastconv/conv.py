@@ -14,8 +14,8 @@ from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inne
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
-from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes, tile_geometry,
-                          pack_local_weights, pack_weights, padded_geometry, tap_list)
+from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes, pack_local_weights,
+                          pack_weights, packed_bias, padded_geometry, tap_list, tile_geometry)
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
                        Conv2dProblem, choose_conv2d_algo, measure_key)
@@ -151,36 +151,38 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     oh, ow = problem.out_hw
     (sh, sw) = problem.stride
     if padding_mode == "zeros" and problem.pads != ((0, 0), (0, 0)):
-        row_len, rows_per_item, img_rows, images_per_item = tile_geometry(
-            problem.in_hw, problem.pads, problem.kernel_hw, problem.stride, problem.dilation, problem.out_hw,
-            problem.n_batch, DIRECT_TILE_POSITIONS)
+        geometry = tile_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride, problem.dilation,
+                                 problem.out_hw, problem.n_batch, DIRECT_TILE_POSITIONS)
+        row_len, _, img_rows, images_per_item = geometry
         tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
         starts = tap_plane * (images_per_item * img_rows * row_len) + tap_off
-        wpk, bpk = _blocked_operands(weight, bias, problem, block, tap_plane.size, dtype)
-        items = (problem.groups * -(-problem.n_batch // images_per_item) * -(-oh // rows_per_item))
-        runs = min(wpk.shape[1], -(-DIRECT_MIN_ITEMS // items))
         (top, _), (left, _) = problem.pads
-        conv_blocked_tiles(as_kernel_array(x, dtype), top, left, row_len, rows_per_item, img_rows, images_per_item,
-                           starts, wpk, bpk, out, sh, sw, -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS,
-                           current_threads())
+        run_blocked_tiles(as_kernel_array(x, dtype), top, left, geometry, starts,
+                          pack_weights(weight, problem.groups, block, tap_plane.size, dtype), bias, problem.groups,
+                          out, sh, sw)
         return
     xf, row_len, plane_stride, image_stride = direct_input(problem, x, padding_mode, dtype)
     tap_plane, tap_off = tap_list(c_per_group, problem.kernel_hw, (1, 1), problem.dilation, row_len)
     starts = tap_plane * plane_stride + tap_off
-    wpk, bpk = _blocked_operands(weight, bias, problem, block, tap_plane.size, dtype)
+    wpk = pack_weights(weight, problem.groups, block, tap_plane.size, dtype)
+    bpk = packed_bias(bias, problem.groups, wpk.shape[1], block, dtype)
     items = problem.groups * -(-(problem.n_batch * oh * ow) // (NP * MICRO_TILES_PER_ITEM))
     runs = min(wpk.shape[1], -(-DIRECT_MIN_ITEMS // items))
     conv_taps_blocked(xf, plane_stride, c_per_group, image_stride, starts, wpk, bpk, out, row_len, sh, sw,
                       -(-wpk.shape[1] // runs), DIRECT_CHUNK_TAPS, current_threads())
 
 
-def _blocked_operands(weight, bias, problem, block, n_taps, dtype):
-    """Packed weights (G, n_blocks, T, B) and bias (G, n_blocks * B) of the register-blocked kernels."""
-    wpk = pack_weights(weight, problem.groups, block, n_taps, dtype)
-    o_per_group = problem.c_out // problem.groups
-    bpk = np.zeros((problem.groups, wpk.shape[1] * block), dtype=dtype)  # padded like the weights' blocks
-    bpk[:, :o_per_group] = bias.reshape(problem.groups, o_per_group)
-    return wpk, bpk
+def run_blocked_tiles(xk, top, left, geometry, starts, wpk, bias, groups, out, sh, sw):
+    """The register-blocked kernel on per-item tiles (``conv_blocked_tiles``) for packed weights ``wpk``
+    and the (O,) ``bias``: an item's channel blocks split until a call has ``DIRECT_MIN_ITEMS`` work items
+    (a function of the shape only). Shared by conv2d and the strided transposed conv's phases."""
+    row_len, rows_per_item, img_rows, images_per_item = geometry
+    n_blocks, block = wpk.shape[1], wpk.shape[3]
+    items = groups * -(-out.shape[0] // images_per_item) * -(-out.shape[2] // rows_per_item)
+    runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
+    conv_blocked_tiles(xk, top, left, row_len, rows_per_item, img_rows, images_per_item, starts, wpk,
+                       packed_bias(bias, groups, n_blocks, block, out.dtype), out, sh, sw, -(-n_blocks // runs),
+                       DIRECT_CHUNK_TAPS, current_threads())
 
 
 def direct_input(problem, x, padding_mode, dtype):

@@ -15,7 +15,6 @@ from ._validate import as_kernel_array
 from .padding import pad_nchw
 
 
-
 def _ceil_div(a, b):
     return -(-a // b)
 
@@ -60,6 +59,13 @@ def tile_geometry(in_hw, pads, k_hw, s_hw, d_hw, out_hw, n_batch, item_positions
     return row_len, rows_per_item, last_read // row_len + 1, images_per_item
 
 
+def tile_workspace(c_per_group, geometry, ow, block, itemsize):
+    """Bytes of one thread's buffers for the tile kernel: its tile (the group's channels, ``geometry`` from
+    :func:`tile_geometry`) and the partial sums of an item's positions (``block`` channels each)."""
+    row_len, rows_per_item, img_rows, images = geometry
+    return (c_per_group * images * img_rows * row_len + images * rows_per_item * ow * block) * itemsize
+
+
 @functools.lru_cache(maxsize=64)
 def tap_list(c_per_group, k_hw, s_hw, d_hw, row_len):
     """Plane index (relative to the group) and flat offset of every tap (c, ky, kx).
@@ -88,6 +94,14 @@ def pack_taps(taps, block, n_taps, dtype):
     packed = memory.empty((groups, _ceil_div(o_per_group, block), n_taps, block), dtype)
     pack_blocked(as_kernel_array(taps, dtype), packed)  # one compiled pass, one thread
     return packed
+
+
+def packed_bias(bias, groups, n_blocks, block, dtype):
+    """(O,) -> (G, n_blocks * block): each group's bias, zero-padded like its packed weights' blocks."""
+    o_per_group = bias.shape[0] // groups
+    bpk = np.zeros((groups, n_blocks * block), dtype=dtype)
+    bpk[:, :o_per_group] = bias.reshape(groups, o_per_group)
+    return bpk
 
 
 def make_planes(x, pads, row_len, rows, tail, dtype):

@@ -17,16 +17,14 @@ import numpy as np
 from . import memory
 from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8, interleave_phases
 from ._kernels.conv_direct import channel_block
-from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
 from .blas import one_blas_thread
-from .conv import conv2d
-from .conv_layout import pack_taps, tile_geometry
-from .dispatch import DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_TILE_POSITIONS, plan_conv2d
-from .dispatch import DIRECT_MIN_ITEMS as CONV2D_DIRECT_MIN_ITEMS
+from .conv import conv2d, run_blocked_tiles
+from .conv_layout import pack_taps, tile_geometry, tile_workspace
+from .dispatch import DIRECT_BLOCK_MIN_CHANNELS, DIRECT_TILE_POSITIONS, plan_conv2d
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
 from .workers import executor
@@ -226,7 +224,6 @@ def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_
 # ---------------------------------------------------------------------------------------------------
 # Layout for the direct kernel: output phases, shifted taps, padded planes, packed weights
 # ---------------------------------------------------------------------------------------------------
-
 
 
 def _ceil_div(a, b):
@@ -509,13 +506,10 @@ def _phase_tiles_workspace(problem):
     """Bytes besides the result of :func:`_run_phase_tiles`: the phase blocks (one result's worth) and,
     per thread, the largest phase's tile and partial sums."""
     cg, block = problem.c_in // problem.groups, channel_block(problem.itemsize)
-    per_thread = 0
-    for ph in phase_tiles(problem):
-        if ph.has_taps:
-            row_len, rows_per_item, img_rows, images = ph.geometry
-            per_thread = max(per_thread, cg * images * img_rows * row_len + images * rows_per_item * ph.nx * block)
-    blocks = problem.n_batch * problem.c_out * problem.out_hw[0] * problem.out_hw[1]
-    return (blocks + per_thread * numba.config.NUMBA_NUM_THREADS) * problem.itemsize
+    per_thread = max([tile_workspace(cg, ph.geometry, ph.nx, block, problem.itemsize)
+                      for ph in phase_tiles(problem) if ph.has_taps], default=0)
+    blocks = problem.n_batch * problem.c_out * problem.out_hw[0] * problem.out_hw[1] * problem.itemsize
+    return blocks + per_thread * numba.config.NUMBA_NUM_THREADS
 
 
 def _run_phase_tiles(problem, x, weight, bias, dtype, out):
@@ -539,21 +533,15 @@ def _run_phase_tiles(problem, x, weight, bias, dtype, out):
         if not ph.has_taps:
             block_out[...] = bias[None, :, None, None]
             continue
-        row_len, rows_per_item, img_rows, images = ph.geometry
+        row_len, _, img_rows, images = ph.geometry
         plane_len = images * img_rows * row_len
         c, iy, ix = (a.ravel() for a in np.meshgrid(np.arange(cg), np.arange(ph.kys.size), np.arange(ph.kxs.size),
                                                     indexing="ij"))
         starts = c * plane_len + (ph.qys[iy] + ph.pad_y[0]) * row_len + ph.qxs[ix] + ph.pad_x[0]
         # (G, og, taps) in the tap order of ``starts``
         taps = wg[:, c, :, ph.kys[iy], ph.kxs[ix]].transpose(1, 2, 0)
-        wpk = pack_taps(taps, block, starts.size, dtype)
-        bpk = np.zeros((groups, wpk.shape[1] * block), dtype=dtype)
-        bpk[:, :og] = bias.reshape(groups, og)
-        items = groups * _ceil_div(n_batch, images) * _ceil_div(ph.ny, rows_per_item)
-        runs = min(wpk.shape[1], _ceil_div(CONV2D_DIRECT_MIN_ITEMS, items))
-        conv_blocked_tiles(xk, ph.pad_y[0], ph.pad_x[0], row_len, rows_per_item, img_rows, images, starts, wpk, bpk,
-                           block_out, 1, 1, _ceil_div(wpk.shape[1], runs),
-                           DIRECT_CHUNK_TAPS, current_threads())
+        run_blocked_tiles(xk, ph.pad_y[0], ph.pad_x[0], ph.geometry, starts, pack_taps(taps, block, starts.size, dtype),
+                          bias, groups, block_out, 1, 1)
     interleave_phases(buf, phase_off, np.array([ph.ny for ph in phases], dtype=np.int64),
                       np.array([ph.nx for ph in phases], dtype=np.int64), out, *problem.stride)
 

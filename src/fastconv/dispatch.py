@@ -13,7 +13,7 @@ from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
 from .bands import split_bands
-from .conv_layout import local_geometry, tile_geometry
+from .conv_layout import local_geometry, tile_geometry, tile_workspace
 from .threads import SERIAL_MACS
 
 CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
@@ -256,12 +256,10 @@ def workspace_bytes(problem, algo):
 def _tile_bytes(problem):
     """The direct kernel's per-item padded tiles and partial sums, one set per thread (zero padding; other
     padding modes add a padded copy, not counted here)."""
-    row_len, rows_per_item, img_rows, images = tile_geometry(problem.in_hw, problem.pads, problem.kernel_hw,
-                                                             problem.stride, problem.dilation, problem.out_hw,
-                                                             problem.n_batch, DIRECT_TILE_POSITIONS)
-    positions = images * rows_per_item * problem.out_hw[1]
-    block = channel_block(problem.itemsize)
-    per_thread = (problem.c_in // problem.groups * images * img_rows * row_len + positions * block) * problem.itemsize
+    geometry = tile_geometry(problem.in_hw, problem.pads, problem.kernel_hw, problem.stride, problem.dilation,
+                             problem.out_hw, problem.n_batch, DIRECT_TILE_POSITIONS)
+    per_thread = tile_workspace(problem.c_in // problem.groups, geometry, problem.out_hw[1],
+                                channel_block(problem.itemsize), problem.itemsize)
     return per_thread * numba.config.NUMBA_NUM_THREADS
 
 
