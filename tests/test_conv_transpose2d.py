@@ -4,6 +4,7 @@ import itertools
 import threading
 import zlib
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,8 @@ from fastconv._kernels.simd import HAS_AVX512
 from fastconv import conv_transpose2d
 from fastconv._kernels import conv_transpose as kernels
 from fastconv._kernels import conv_transpose_col2im as col2im_kernels
+from fastconv._kernels.col2im_gemm import col2im_gemm
+import fastconv.conv_transpose as ct
 from fastconv.conv_transpose import direct_split, plan_conv_transpose2d
 from fastconv.reference import conv_transpose2d as ref_conv_transpose2d
 
@@ -333,16 +336,20 @@ def test_concurrent_calls_from_python_threads():
 
 
 def test_kernels_keep_few_specialisations():
+    # Output channels per group reaching every kernel: 1 -> the one-channel direct kernel, 8 -> the
+    # 8-channel one; col2im: 2 (18 GEMM rows) -> the compiled kernel, 33 (297 rows, padded to 300; four
+    # images, so four items without splitting the channels) -> BLAS with packed weights, col2im_item
+    # called from Python.
     rng = np.random.default_rng(5)
-    for dtype, og, layout in itertools.product([np.float32, np.float64], [2, 8], ["c", "strided"]):
-        x = rng.standard_normal((1, 2, 8, 4)).astype(dtype)
+    for dtype, og, layout in itertools.product([np.float32, np.float64], [1, 2, 8, 33], ["c", "strided"]):
+        x = rng.standard_normal((4, 2, 8, 4)).astype(dtype)
         x = x[:, :, ::2] if layout == "strided" else x[:, :, :4].copy()
         w = rng.standard_normal((2, og, 3, 3))
         w.flags.writeable = False
         for algo in ALGOS:
             conv_transpose2d(x, w.astype(dtype), stride=(2, 1), padding=1, algo=algo)
     for k in (kernels.conv_transpose_phases_ob8, kernels.conv_transpose_phases_ob1, col2im_kernels.col2im_item,
-              col2im_kernels.pack_gemm_weights):
+              col2im_kernels.pack_gemm_weights, col2im_gemm):
         assert 1 <= len(k.signatures) <= 2, (k, k.signatures)
 
 
@@ -351,16 +358,19 @@ def test_plan_and_tile_are_pure_functions_of_the_shape():
     assert plan.algo == "col2im" and plan.out_shape == (16, 64, 56, 56)
     assert "GEMM depth C_in/groups = 128 >= 4" in plan.reason
     assert plan_conv_transpose2d((32, 256, 14, 14), (256, 128, 2, 2), stride=2).algo == "col2im"  # T2
-    t3 = plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1)  # stride 1: the equivalent conv2d
-    if not HAS_AVX512:  # measured there only; AVX2 keeps the depth rule
-        assert t3.algo == "col2im"
-        t3 = plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1, algo="direct")
-    else:
-        assert t3.algo == "direct" and "equivalent conv2d" in t3.reason
-    # ... its workspace: the conv2d's (row-block buffers, no padded copy) plus the flipped weights
-    assert 0 < t3.workspace_bytes < 8 * 64 * 56 * 56 * 4
-    # one output channel per group keeps the depth rule
+    t3 = plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=1)  # few GEMM rows: compiled col2im
+    assert t3.algo == "col2im" and "compiled GEMM" in t3.reason
+    # per thread: the columns (27 rows x 3136 positions, in whole micro-tiles), accumulator, tail tile
+    assert 27 * 3136 * 4 < t3.workspace_bytes < 2 * 27 * 3136 * 4 * numba.config.NUMBA_NUM_THREADS
     assert plan_conv_transpose2d((8, 64, 56, 56), (64, 1, 3, 3), padding=1).algo == "col2im"
+    wide = plan_conv_transpose2d((8, 64, 56, 56), (64, 32, 3, 3), padding=1)  # stride 1: the equivalent conv2d
+    if not HAS_AVX512:  # measured there only; AVX2 keeps the depth rule
+        assert wide.algo == "col2im"
+        wide = plan_conv_transpose2d((8, 64, 56, 56), (64, 32, 3, 3), padding=1, algo="direct")
+    else:
+        assert wide.algo == "direct" and "equivalent conv2d" in wide.reason
+    # ... its workspace: the conv2d's (row-block buffers, no padded copy) plus the flipped weights
+    assert 0 < wide.workspace_bytes < 8 * 64 * 56 * 56 * 4
     # padding beyond the kernel's reach (a cropped output) has no conv2d equivalent: depth rule
     assert plan_conv_transpose2d((8, 64, 56, 56), (64, 3, 3, 3), padding=3).algo == "col2im"
     depthwise = plan_conv_transpose2d((1, 32, 8, 8), (32, 1, 3, 3), groups=32)  # stride 1, 9 taps per phase
@@ -378,3 +388,47 @@ def test_plan_and_tile_are_pure_functions_of_the_shape():
     imgs, tile = direct_split(1, 900, 30, 1, 4)  # a single work item: split
     assert imgs == 1 and tile % 8 == 0 and tile < 900
     assert direct_split(4, 5000, 50, 64, 8)[1] <= 512
+
+
+# The compiled GEMM + col2im kernel (col2im with few GEMM rows): bands of one image (a single image
+# gives too few items), partial last micro-tiles, groups, strides, dilation, a cropped output.
+COMPILED_CASES = [
+    ((2, 16, 9, 13), (16, 3, 3, 3), dict(padding=1)),
+    ((1, 8, 23, 7), (8, 2, 4, 4), dict(stride=2, padding=1)),
+    ((3, 12, 11, 10), (12, 1, 3, 2), dict(stride=(1, 3), dilation=(2, 1), groups=3)),
+    ((1, 5, 30, 17), (5, 4, 5, 3), dict(padding=((3, 1), (0, 2)), output_padding=0)),
+    ((2, 33, 8, 9), (33, 7, 2, 2), dict(stride=2, groups=1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", COMPILED_CASES)
+def test_compiled_col2im_matches_reference_and_blas(monkeypatch, case, dtype):
+    x_shape, w_shape, kw = case
+    rng = np.random.default_rng(11)
+    x, w, b = _data(rng, x_shape, w_shape, w_shape[1] * kw.get("groups", 1), dtype)
+    problem = ct.conv_transpose2d_problem("t", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0), 0,
+                                          None, kw.get("dilation", 1), kw.get("groups", 1), np.dtype(dtype))
+    assert ct.uses_compiled_gemm(problem, ct.col2im_split(problem))
+    compiled = conv_transpose2d(x, w, b, algo="col2im", **kw)
+    _assert_close(compiled, ref_conv_transpose2d(x, w, b, **kw), dtype)
+    monkeypatch.setattr(ct, "COL2IM_COMPILED_MAX_ROWS", 0)  # the same items on OpenBLAS
+    _assert_close(compiled, conv_transpose2d(x, w, b, algo="col2im", **kw), dtype)
+
+
+def test_compiled_col2im_splits_one_image_into_bands_and_keeps_infinities():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 16, 40, 50))
+    x[0, 3, 17, 49] = np.inf  # the last column: its product rows wrap nowhere
+    x[0, 15, 39, 0] = -np.inf
+    w = rng.standard_normal((16, 3, 3, 3))
+    problem = ct.conv_transpose2d_problem("t", x.shape, w.shape, 1, 1, 0, None, 1, 1, np.dtype(np.float64))
+    split = ct.col2im_split(problem)
+    assert split.bands > 1 and ct.uses_compiled_gemm(problem, split)
+    out = conv_transpose2d(x, w, padding=1, algo="col2im")
+    expected = ref_conv_transpose2d(x, w, padding=1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    assert np.isinf(expected).any()
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=0, atol=1e-11 * np.abs(expected[finite]).max())

@@ -1,6 +1,9 @@
 """conv_transpose2d(algo="col2im"): work items (folded images, channel blocks, row bands), the col2im
 gather kernel's edge cases, the helper threads and the BLAS thread count.
 
+Every test runs the OpenBLAS engine (items with few GEMM rows would otherwise take the compiled
+kernel); the reference tests run the compiled engine (``_kernels/col2im_gemm.py``) as well.
+
 Results are compared with the float64 reference (``fastconv.reference.conv_transpose2d``) under the shared
 tolerance table of ``conftest.py``.
 """
@@ -27,6 +30,27 @@ from fastconv.reference import conv_transpose2d as ref_conv_transpose2d
 def _reference(x, w, b, **kwargs):
     as64 = (lambda a: None if a is None else a.astype(np.float64))
     return ref_conv_transpose2d(as64(x), as64(w), as64(b), **kwargs)
+
+
+@contextlib.contextmanager
+def gemm_engine(name):
+    """Run col2im's items on OpenBLAS ("blas") or on the compiled kernel whatever their GEMM rows
+    ("compiled": it still needs one image per item)."""
+    saved = ct.COL2IM_COMPILED_MAX_ROWS
+    ct.COL2IM_COMPILED_MAX_ROWS = 0 if name == "blas" else 10**9
+    try:
+        yield
+    finally:
+        ct.COL2IM_COMPILED_MAX_ROWS = saved
+
+
+@pytest.fixture(autouse=True, scope="module")
+def blas_engine():
+    with gemm_engine("blas"):
+        yield
+
+
+ENGINES = ("blas", "compiled")
 
 
 def _problem(x_shape, w_shape, stride=1, padding=0, output_padding=0, dilation=1, groups=1, dtype=np.float32):
@@ -115,9 +139,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_matches_reference(case, dtype):
+def test_matches_reference(case, dtype, engine):
     name, x_shape, (og, kh, kw), s, p, op, d, g = case
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -125,8 +150,9 @@ def test_matches_reference(case, dtype):
     b = rng.standard_normal(og * g).astype(dtype)
     kwargs = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=g)
     expected = _reference(x, w, b, **kwargs)
-    assert_close_to(conv_transpose2d(x, w, b, algo="col2im", **kwargs), expected, dtype)
-    assert_close_to(conv_transpose2d(x, w, algo="col2im", **kwargs), _reference(x, w, None, **kwargs), dtype)
+    with gemm_engine(engine):
+        assert_close_to(conv_transpose2d(x, w, b, algo="col2im", **kwargs), expected, dtype)
+        assert_close_to(conv_transpose2d(x, w, algo="col2im", **kwargs), _reference(x, w, None, **kwargs), dtype)
 
 
 @contextlib.contextmanager
@@ -166,14 +192,14 @@ def configs(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(configs(), st.sampled_from(["bands", "fold", "default"]), st.sampled_from(FLOAT_DTYPES),
-       st.integers(0, 2**16))
-def test_hypothesis_every_split_matches_reference(cfg, mode, dtype, seed):
+       st.integers(0, 2**16), st.sampled_from(ENGINES))
+def test_hypothesis_every_split_matches_reference(cfg, mode, dtype, seed, engine):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(cfg["x_shape"]).astype(dtype)
     w = rng.standard_normal(cfg["w_shape"]).astype(dtype)
     b = rng.standard_normal(cfg["w_shape"][1] * cfg["kwargs"]["groups"]).astype(dtype)
     limits = {"bands": (1, 10**6), "fold": (10**6, 1), "default": (ct.COL2IM_MIN_COLS, ct.COL2IM_MIN_ITEMS)}
-    with forced_split(*limits[mode]):
+    with forced_split(*limits[mode]), gemm_engine(engine):
         got = conv_transpose2d(x, w, b, algo="col2im", **cfg["kwargs"])
     assert_close_to(got, _reference(x, w, b, **cfg["kwargs"]), dtype)
 

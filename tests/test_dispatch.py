@@ -71,12 +71,38 @@ def test_few_output_channels_from_many_inputs_go_to_the_direct_kernel():
     # A 2-class head or an RGB output layer: the direct kernel's few-channel variant from
     # FEW_MIN_INPUT_CHANNELS input channels per group, the depthwise kernel below.
     limit = dispatch.FEW_MIN_INPUT_CHANNELS
-    plan = fastconv.plan_conv2d((1, 64, 32, 32), (2, 64, 3, 3), padding=1)
+    plan = fastconv.plan_conv2d((1, 16, 32, 32), (2, 16, 3, 3), padding=1)
     assert plan.algo == "direct" and "few-channel" in plan.reason
+    strided = fastconv.plan_conv2d((1, 64, 32, 32), (2, 64, 3, 3), stride=2, padding=1)  # not tap GEMM
+    assert strided.algo == "direct" and "few-channel" in strided.reason
     assert fastconv.plan_conv2d((1, limit, 32, 32), (3, limit, 3, 3), padding=1).algo == "direct"
     assert fastconv.plan_conv2d((1, limit - 1, 32, 32), (3, limit - 1, 3, 3), padding=1).algo == "depthwise"
     # per group: 32 groups of 2 -> 2 channels stay depthwise
     assert fastconv.plan_conv2d((1, 64, 32, 32), (64, 2, 3, 3), groups=32, padding=1).algo == "depthwise"
+
+
+def test_tap_gemm_rule_boundaries():
+    # Stride 1, few GEMM rows (output channels x taps), a deep enough GEMM, padding within the kernel's
+    # reach, enough positions per image: the tap-GEMM route of the direct kernel.
+    rows, depth, positions = dispatch.TAP_GEMM_MAX_ROWS, dispatch.TAP_GEMM_MIN_DEPTH, dispatch.TAP_GEMM_MIN_POSITIONS
+
+    def reason(x_shape, w_shape, **kw):
+        plan = fastconv.plan_conv2d(x_shape, w_shape, **kw)
+        return plan.algo, "tap-GEMM" in plan.reason
+
+    assert reason((2, 64, 56, 56), (3, 64, 3, 3), padding=1) == ("direct", True)  # an RGB output layer
+    assert reason((2, depth, 16, 16), (rows // 16, depth, 4, 4), padding=1)[1]  # rows == limit
+    assert not reason((2, depth, 16, 16), (rows // 16 + 1, depth, 4, 4), padding=1)[1]
+    assert not reason((2, depth - 1, 16, 16), (3, depth - 1, 3, 3), padding=1)[1]
+    assert not reason((2, 64, 16, 16), (3, 64, 3, 3), stride=2, padding=1)[1]
+    assert not reason((2, 64, 16, 16), (3, 64, 1, 1))[1]  # 1x1: a plain GEMM
+    assert not reason((2, 64, 16, 16), (3, 64, 3, 3), padding=3)[1]  # beyond the kernel's reach
+    assert reason((2, 64, 16, 16), (3, 64, 3, 3), padding=1, dilation=2)[1]  # reach 2 with dilation 2
+    assert reason((2, 64, 8, positions // 8), (3, 64, 3, 3), padding=1)[1]
+    assert not reason((2, 64, 8, positions // 8 - 1), (3, 64, 3, 3), padding=1)[1]
+    assert reason((2, 128, 16, 16), (6, 64, 3, 3), padding=1, groups=2)[1]  # per group: 64 -> 3
+    plan = fastconv.plan_conv2d((8, 64, 56, 56), (3, 64, 3, 3), padding=1)
+    assert 27 * 3136 * 4 < plan.workspace_bytes < 8 * 64 * 56 * 56 * 4  # col2im buffers, no padded copy
 
 
 def test_first_layer_rule_boundary_on_taps_and_channels():

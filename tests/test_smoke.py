@@ -23,6 +23,9 @@ CONV_CASES = {
     "depthwise-reflect": dict(x=(2, 6, 6, 7), w=(6, 1, 3, 3), kw=dict(padding=1, groups=6,
                                                                            padding_mode="reflect")),
     "1x1": dict(x=(2, 5, 4, 4), w=(7, 5, 1, 1), kw=dict()),
+    # Few output channels from 32 inputs, stride 1: direct takes the tap-GEMM route (transposed conv's
+    # compiled col2im kernel); replicate padding pads a copy first.
+    "few-out-tap-gemm": dict(x=(2, 32, 9, 8), w=(3, 32, 3, 3), kw=dict(padding=1, padding_mode="replicate")),
     # A larger strided input: several stride phases, pooled plane buffers.
     "large-s2-same": dict(x=(2, 8, 66, 64), w=(8, 8, 3, 3), kw=dict(stride=2, padding="same")),
 }

@@ -18,7 +18,7 @@ from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps,
                           pack_weights, packed_bias, padded_geometry, tap_list, tile_geometry)
 from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
-                       Conv2dProblem, choose_conv2d_algo, measure_key)
+                       Conv2dProblem, choose_conv2d_algo, measure_key, tap_gemm_fits)
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
@@ -141,6 +141,9 @@ def _run_direct(problem, x, weight, bias, padding_mode, dtype, out):
     """Tap list + register-blocked direct kernel (bias fused): zero padding through per-item tiles, the
     rest reading the (padded) input in place; at most 3 output channels per group take the few-channel
     variant on row-block buffers."""
+    if tap_gemm_fits(problem):
+        _run_tap_gemm(problem, x, weight, bias, padding_mode, dtype, out)
+        return
     o_per_group = problem.c_out // problem.groups
     if o_per_group < DIRECT_BLOCK_MIN_CHANNELS:
         _run_row_blocks(conv_few, FEW_OB, FEW_ITEM_POSITIONS, problem, x, weight, bias, padding_mode, dtype, out)
@@ -203,6 +206,23 @@ def direct_input(problem, x, padding_mode, dtype):
                                           problem.out_hw)
     planes = make_planes(x, pads, row_len, rows, tail, dtype)
     return planes.reshape(-1), row_len, planes.shape[1], rows * row_len
+
+
+def _run_tap_gemm(problem, x, weight, bias, padding_mode, dtype, out):
+    """Stride 1: the transposed convolution of the flipped kernel that equals this conv2d, on its compiled
+    GEMM + col2im kernel (``dispatch.tap_gemm_fits``); other padding modes pad a copy first."""
+    from .conv_transpose import conv2d_weight, conv_transpose2d  # late: conv_transpose imports this module
+
+    pads = problem.pads
+    if padding_mode != "zeros":
+        x = pad_nchw(x, pads, padding_mode, dtype)
+        pads = ((0, 0), (0, 0))
+    (kh, kw), (dh, dw) = problem.kernel_hw, problem.dilation
+    (top, bottom), (left, right) = pads
+    reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw
+    conv_transpose2d(x, conv2d_weight(weight, problem.groups, dtype), bias,
+                     padding=((reach_h - top, reach_h - bottom), (reach_w - left, reach_w - right)),
+                     dilation=problem.dilation, groups=problem.groups, algo="col2im", out=out)
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

@@ -15,8 +15,9 @@ import numba
 import numpy as np
 
 from . import memory
+from ._kernels.col2im_gemm import GEMM_ROWS, GEMM_VECTORS, col2im_gemm
+from ._kernels.conv_direct import MICRO_VEC_BYTES, channel_block
 from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8, interleave_phases
-from ._kernels.conv_direct import channel_block
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
@@ -24,7 +25,8 @@ from ._validate import (as_kernel_array, as_pair, check_array, check_choice, che
 from .blas import one_blas_thread
 from .conv import conv2d, run_blocked_tiles
 from .conv_layout import pack_taps, tile_geometry, tile_workspace
-from .dispatch import DIRECT_BLOCK_MIN_CHANNELS, DIRECT_TILE_POSITIONS, plan_conv2d
+from .dispatch import (DIRECT_BLOCK_MIN_CHANNELS, DIRECT_TILE_POSITIONS, TAP_GEMM_MAX_ROWS, TAP_GEMM_MIN_DEPTH,
+                       plan_conv2d)
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
 from .workers import executor
@@ -129,6 +131,14 @@ DIRECT_MIN_PHASE_TAPS = 6
 # e.g. (8, 256, 14, 14) -> 256 k3 p0: 116 vs col2im 152 GFLOP/s, and a 1x1 loses too (92 vs 97).
 CONV2D_MIN_CHANNELS = 2
 
+# Before that rule: the compiled GEMM + col2im kernel (``col2im`` with at most COL2IM_COMPILED_MAX_ROWS
+# GEMM rows) when the GEMM is deep enough (C_in/groups >= COMPILED_MIN_DEPTH) and the kernel is not 1x1.
+# Measured 2026-12-07 (2 threads, 20 ms pause before each call as in the benchmark, best of 14,
+# GFLOP/s compiled col2im vs the conv2d route): (8, 64, 56, 56) -> 1 k3 32 vs 14, -> 3 (T3) 80 vs 75,
+# -> 8 110 vs 47, -> 16 138 vs 93, but -> 32 139 vs 184; (32, 64, 56, 56) -> 3 123 vs 86;
+# (4, 256, 14, 14) -> 6 33 vs 15; shallow (8, 16, 56, 56) -> 3 k5 52 vs 54-65; 1x1 -> 64 100 vs 133.
+COMPILED_MIN_DEPTH = TAP_GEMM_MIN_DEPTH
+
 # Direct kernel work items: at most this many accumulator bytes per half block (4 channels x tile
 # positions, so an L1-resident 16 KiB), measured best on T1 (tile 1024 float32: 87 GFLOP/s vs 62 at 256,
 # because each 3-tap step has a fixed set-up cost amortised over the tile); and at least
@@ -165,6 +175,10 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
     sh, sw = problem.stride
     depth = problem.c_in // problem.groups
     taps = kh * kw / (sh * sw)
+    if depth >= COMPILED_MIN_DEPTH and kh * kw > 1 and uses_compiled_gemm(problem, col2im_split(problem)):
+        return "col2im", (f"{problem.c_out // problem.groups} output channels x {kh * kw} taps per group "
+                          f"(<= {COL2IM_COMPILED_MAX_ROWS} GEMM rows) on C_in/groups = {depth} (>= "
+                          f"{COMPILED_MIN_DEPTH}): compiled GEMM micro-tiles + col2im")
     if (HAS_AVX512 and problem.c_out // problem.groups >= CONV2D_MIN_CHANNELS
             and conv2d_pads(problem) is not None):
         return "direct", (f"stride 1 with {problem.c_out // problem.groups} output channels per group (>= "
@@ -183,6 +197,12 @@ def _workspace_bytes(problem, algo):
     if algo == "col2im":  # every worker thread's buffers, plus the packed weights when rows are padded
         split = col2im_split(problem)
         kh, kw = problem.kernel_hw
+        if uses_compiled_gemm(problem, split):
+            og = problem.c_out // problem.groups
+            packed = (problem.c_in * _ceil_div(og, split.channels)
+                      * _ceil_div(split.channels * kh * kw, GEMM_ROWS) * GEMM_ROWS)
+            return (compiled_workspace_bytes(problem, split) * numba.config.NUMBA_NUM_THREADS
+                    + packed * problem.itemsize)
         packed = 0
         if split.rows != split.channels * kh * kw:
             packed = problem.c_in * _ceil_div(problem.c_out // problem.groups, split.channels) * split.rows
@@ -202,6 +222,19 @@ def _workspace_bytes(problem, algo):
 
 
 _FLOAT_OF_SIZE = {4: np.float32, 8: np.float64}
+
+
+def tap_gemm_workspace(conv_problem):
+    """Workspace bytes of conv2d's tap-GEMM route (``dispatch.tap_gemm_fits``): the equivalent transposed
+    convolution's col2im buffers plus the flipped weights."""
+    p = conv_problem
+    (kh, kw), (dh, dw) = p.kernel_hw, p.dilation
+    (top, bottom), (left, right) = p.pads
+    pads = (((kh - 1) * dh - top, (kh - 1) * dh - bottom), ((kw - 1) * dw - left, (kw - 1) * dw - right))
+    w_shape = (p.c_in, p.c_out // p.groups, kh, kw)
+    problem = conv_transpose2d_problem("plan_conv2d", (p.n_batch, p.c_in) + tuple(p.in_hw), w_shape, 1, pads, 0,
+                                       None, p.dilation, p.groups, np.dtype(_FLOAT_OF_SIZE[p.itemsize]))
+    return _workspace_bytes(problem, "col2im") + p.c_in * (p.c_out // p.groups) * kh * kw * p.itemsize
 
 
 def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0, output_size=None,
@@ -586,6 +619,9 @@ COL2IM_MIN_BAND_ROWS = 8
 # OpenBLAS's sgemm runs a row count that is a multiple of 4 faster: on T3's 64 x 3136 operand, one
 # thread, 27 rows 61 GFLOP/s, 28 rows 74 (18 rows 58, 20 rows 68). Items pad their rows with zero weights.
 COL2IM_ROW_ALIGN = 4
+# Items with at most this many GEMM rows (output channels x taps) run the compiled GEMM + col2im kernel
+# (``_kernels/col2im_gemm.py``) instead of OpenBLAS: measurements in docs/conv_transpose.md ("col2im").
+COL2IM_COMPILED_MAX_ROWS = TAP_GEMM_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -679,6 +715,61 @@ def _as_blas_operand(arr, dtype):
     return copy
 
 
+def uses_compiled_gemm(problem, split):
+    """Whether the col2im path runs the compiled GEMM kernel: one image per item, few GEMM rows."""
+    kh, kw = problem.kernel_hw
+    return split.images == 1 and split.channels * kh * kw <= COL2IM_COMPILED_MAX_ROWS
+
+
+def compiled_micro_positions(itemsize):
+    """Positions per micro-tile of the compiled GEMM."""
+    return GEMM_VECTORS * MICRO_VEC_BYTES // itemsize
+
+
+def compiled_cols_stride(split, itemsize):
+    """The compiled kernel's column row stride: the longest item's columns in whole micro-tiles."""
+    micro = compiled_micro_positions(itemsize)
+    return _ceil_div(split.cols_len // split.rows, micro) * micro
+
+
+def compiled_workspace_bytes(problem, split):
+    """One worker's buffers in the compiled kernel: columns, accumulator, the last micro-tile's inputs."""
+    kh, kw = problem.kernel_hw
+    rows = _ceil_div(split.channels * kh * kw, GEMM_ROWS) * GEMM_ROWS
+    cg = problem.c_in // problem.groups
+    return (rows * compiled_cols_stride(split, problem.itemsize) + split.acc_len
+            + cg * compiled_micro_positions(problem.itemsize)) * problem.itemsize
+
+
+def pack_row_blocks(weight, split, groups, dtype):
+    """(C_in, O/g, kh, kw) -> (G, n_blocks, n_row_blocks, C_in/g, GEMM_ROWS): per channel block, its GEMM
+    rows ``(o, ky, kx)`` in blocks of ``GEMM_ROWS``, channel-major inside a block (the micro-kernel's
+    weight order), zero past the block's rows."""
+    c_in, og, kh, kw = weight.shape
+    cg, kk = c_in // groups, kh * kw
+    n_blocks = _ceil_div(og, split.channels)
+    block_rows = split.channels * kk
+    n_rb = _ceil_div(block_rows, GEMM_ROWS)
+    w3 = as_kernel_array(weight, dtype).reshape(groups, cg, og * kk)
+    rows = np.zeros((groups, cg, n_blocks, n_rb * GEMM_ROWS), dtype=dtype)
+    for blk in range(n_blocks):
+        r0 = blk * block_rows
+        n = min(block_rows, og * kk - r0)
+        rows[:, :, blk, :n] = w3[:, :, r0:r0 + n]
+    packed = memory.empty((groups, n_blocks, n_rb, cg, GEMM_ROWS), dtype)
+    np.copyto(packed, rows.reshape(groups, cg, n_blocks, n_rb, GEMM_ROWS).transpose(0, 2, 3, 1, 4))
+    return packed
+
+
+def _run_col2im_compiled(problem, split, x, weight, bias, dtype, out):
+    """The col2im items in one compiled parallel kernel (GEMM by micro-tiles, then ``col2im_item``)."""
+    (kh, kw), (sh, sw), (dh, dw) = problem.kernel_hw, problem.stride, problem.dilation
+    ((top, _), (left, _)) = problem.pads
+    col2im_gemm(as_kernel_array(x, dtype), pack_row_blocks(weight, split, problem.groups, dtype), bias, out,
+                split.channels, split.bands, split.band_rows, kh, kw, sh, sw, dh, dw, top, left,
+                compiled_cols_stride(split, problem.itemsize), split.acc_len, current_threads())
+
+
 def _run_col2im(problem, x, weight, bias, dtype, out):
     """Work items (column block, group, channel block), each: one BLAS GEMM on the calling thread
     ``cols = W_block (rows x C_in/g) @ x_block (C_in/g x positions)``, then :func:`col2im_item` into the
@@ -688,6 +779,9 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
     threads); each owns disjoint outputs and computes them the same way whichever thread runs it.
     """
     split = col2im_split(problem)
+    if uses_compiled_gemm(problem, split):
+        _run_col2im_compiled(problem, split, x, weight, bias, dtype, out)
+        return
     n_batch, groups = problem.n_batch, problem.groups
     (ih, iw), (kh, kw), (oh, ow) = problem.in_hw, problem.kernel_hw, problem.out_hw
     (sh, sw), (dh, dw) = problem.stride, problem.dilation

@@ -116,6 +116,32 @@ FIRST_LAYER_ITEM_POSITIONS = 2048
 # 37, 56 vs 39, 21 vs 18, 93 vs 74, 17 vs 14. Work items of 512 / 1024 / 2048 local positions measured
 # alike (1.1-1.3 ms on the 64 -> 3 case, noise), 256 and 4096 slower.
 FEW_MIN_INPUT_CHANNELS = 4
+
+# The tap-GEMM route (``_kernels/col2im_gemm.py``, shared with conv_transpose2d's col2im): with stride 1,
+# conv2d is a transposed convolution of the flipped kernel, so a GEMM computes every tap's product plane
+# (``O/g * kH * kW`` rows over the input positions, read in place) and col2im sums the shifted planes into
+# the outputs. It needs few GEMM rows (the micro-kernel's accumulators span rows x positions), a deep
+# enough GEMM, no 1x1 kernel (a plain GEMM then), padding within the kernel's reach (else the
+# equivalent transposed convolution would crop), and at least TAP_GEMM_MIN_POSITIONS input positions
+# per image (one image per work item: ``conv_transpose.COL2IM_MIN_COLS``). Measured 2026-12-07, float32,
+# 2 threads, 20 ms pause before each call, best of 14, GFLOP/s auto before / im2col / tap GEMM:
+# (8, 64, 56, 56) k3 -> 1 17 / 10 / 48, -> 3 44 / 14 / 73, -> 8 26 / 38 / 87, -> 16 51 / 54 / 91,
+# -> 24 76 / 65 / 89; k5 -> 3 68 / 15 / 146; (16, 128, 28, 28) -> 3 47 / 15 / 68; (8, 32, 112, 112) -> 3
+# 51 / 16 / 73; (4, 256, 28, 28) -> 8 24 / 48 / 81; (8, 32, 56, 56) -> 8 25 / 36 / 72.
+TAP_GEMM_MAX_ROWS = 256
+TAP_GEMM_MIN_DEPTH = 32
+TAP_GEMM_MIN_POSITIONS = 64
+
+
+def tap_gemm_fits(problem):
+    """Whether conv2d runs the tap-GEMM route (the rule above) for this problem."""
+    (kh, kw), (dh, dw) = problem.kernel_hw, problem.dilation
+    (top, bottom), (left, right) = problem.pads
+    return (problem.stride == (1, 1) and kh * kw > 1
+            and problem.c_in // problem.groups >= TAP_GEMM_MIN_DEPTH
+            and problem.c_out // problem.groups * kh * kw <= TAP_GEMM_MAX_ROWS
+            and problem.in_hw[0] * problem.in_hw[1] >= TAP_GEMM_MIN_POSITIONS
+            and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw)
 FEW_ITEM_POSITIONS = 1024
 
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
@@ -191,6 +217,12 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
                               "(L6: 186 vs im2col 153 GFLOP/s with AVX-512)")
         return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
     c_per_group = problem.c_in // problem.groups
+    if tap_gemm_fits(problem):
+        kk = problem.kernel_hw[0] * problem.kernel_hw[1]
+        return "direct", (f"stride 1, {o_per_group} output channels x {kk} taps per group (<= {TAP_GEMM_MAX_ROWS} "
+                          f"GEMM rows) from {c_per_group} input channels (>= {TAP_GEMM_MIN_DEPTH}): the tap-GEMM "
+                          "route, a GEMM of every tap's products then col2im (64 -> 3 channels 3x3 on 56x56: "
+                          "73 vs few-channel direct 44 GFLOP/s)")
     if o_per_group <= DEPTHWISE_MAX_CHANNELS and c_per_group >= FEW_MIN_INPUT_CHANNELS:
         return "direct", (f"{o_per_group} output channel(s) per group from {c_per_group} input channels (>= "
                           f"{FEW_MIN_INPUT_CHANNELS}): the direct kernel's few-channel variant, all of a group's "
@@ -246,6 +278,10 @@ def workspace_bytes(problem, algo):
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":
         return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
+    if tap_gemm_fits(problem):
+        from .conv_transpose import tap_gemm_workspace  # late: conv_transpose imports this module
+
+        return tap_gemm_workspace(problem)
     if problem.c_out // problem.groups < DIRECT_BLOCK_MIN_CHANNELS:  # the few-channel variant: row blocks
         return _local_buffer_bytes(problem, FEW_ITEM_POSITIONS, FEW_OB)
     if problem.pads == ((0, 0), (0, 0)):

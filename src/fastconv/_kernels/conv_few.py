@@ -38,54 +38,62 @@ OB = 3  # output channels per micro-tile (fewer are padded with zero weights)
 NV = 6 if HAS_AVX512 else 3  # position vectors per micro-tile: OB * NV accumulators
 
 
-@intrinsic
-def few_microkernel(typingctx, xf, starts, n_taps, p, wf, w0, acc, a0, row_stride):
-    """``acc[a0 + o * row_stride + j] = sum_t wf[w0 + t * OB + o] * xf[p + j + starts[t]]`` for ``o < OB``,
-    ``j < NV * lanes`` and taps ``t < n_taps`` in order (fused multiply-adds, sums in registers).
+def register_microkernel(ob, nv):
+    """The micro-kernel intrinsic for ``ob`` output rows x ``nv`` vectors of positions (``ob * nv``
+    accumulators in registers):
+    ``acc[a0 + o * row_stride + j] = sum_t wf[w0 + t * ob + o] * xf[p + j + starts[t]]`` for ``o < ob``,
+    ``j < nv * lanes`` and taps ``t < n_taps`` in order (fused multiply-adds).
 
     ``xf``, ``wf``, ``acc`` flat C-contiguous arrays of one float dtype, ``starts`` int64; every index in
     range (no checks)."""
-    if not (float_array(xf) and float_array(wf) and float_array(acc) and xf.dtype == wf.dtype == acc.dtype):
-        return None
-    lanes = MICRO_VEC_BYTES * 8 // xf.dtype.bitwidth
 
-    def codegen(context, builder, sig, args):
-        xf_v, starts_v, nt_v, p_v, wf_v, w0_v, acc_v, a0_v, rs_v = args
-        bits = xf.dtype.bitwidth
-        align = bits // 8
-        elt = context.get_value_type(xf.dtype)
-        vty = ir.VectorType(elt, lanes)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                                             f"llvm.fmuladd.v{lanes}f{bits}")
-        i64 = ir.IntType(64)
-        base = address(context, builder, sig.args[0], xf_v, p_v)
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(NV)]
-                for _ in range(OB)]
-        undef = ir.Constant(vty, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-        with cgutils.for_range(builder, nt_v) as loop:
-            t = loop.index
-            offset = builder.load(address(context, builder, sig.args[1], starts_v, t))
-            row = builder.gep(base, [offset], inbounds=True)
-            xs = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * lanes)], inbounds=True),
-                                               vty.as_pointer()), align=align)
-                  for v in range(NV)]
-            w_base = builder.add(w0_v, builder.mul(t, ir.Constant(i64, OB)))
-            for o in range(OB):
-                w = builder.load(address(context, builder, sig.args[4], wf_v,
-                                         builder.add(w_base, ir.Constant(i64, o))))
-                wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0)),
-                                            undef, splat)
-                for v in range(NV):
-                    builder.store(builder.call(fma, [xs[v], wv, builder.load(accs[o][v])]), accs[o][v])
-        for o in range(OB):
-            for v in range(NV):
-                index = builder.add(a0_v, builder.add(builder.mul(rs_v, ir.Constant(i64, o)),
-                                                      ir.Constant(i64, v * lanes)))
-                builder.store(builder.load(accs[o][v]),
-                              vector_pointer(context, builder, sig.args[6], acc_v, index, lanes), align=align)
-        return context.get_dummy_value()
-    return types.void(xf, starts, n_taps, p, wf, w0, acc, a0, row_stride), codegen
+    @intrinsic
+    def microkernel(typingctx, xf, starts, n_taps, p, wf, w0, acc, a0, row_stride):
+        if not (float_array(xf) and float_array(wf) and float_array(acc) and xf.dtype == wf.dtype == acc.dtype):
+            return None
+        lanes = MICRO_VEC_BYTES * 8 // xf.dtype.bitwidth
+
+        def codegen(context, builder, sig, args):
+            xf_v, starts_v, nt_v, p_v, wf_v, w0_v, acc_v, a0_v, rs_v = args
+            bits = xf.dtype.bitwidth
+            align = bits // 8
+            elt = context.get_value_type(xf.dtype)
+            vty = ir.VectorType(elt, lanes)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                 f"llvm.fmuladd.v{lanes}f{bits}")
+            i64 = ir.IntType(64)
+            base = address(context, builder, sig.args[0], xf_v, p_v)
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(nv)]
+                    for _ in range(ob)]
+            undef = ir.Constant(vty, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            with cgutils.for_range(builder, nt_v) as loop:
+                t = loop.index
+                offset = builder.load(address(context, builder, sig.args[1], starts_v, t))
+                row = builder.gep(base, [offset], inbounds=True)
+                xs = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * lanes)], inbounds=True),
+                                                   vty.as_pointer()), align=align)
+                      for v in range(nv)]
+                w_base = builder.add(w0_v, builder.mul(t, ir.Constant(i64, ob)))
+                for o in range(ob):
+                    w = builder.load(address(context, builder, sig.args[4], wf_v,
+                                             builder.add(w_base, ir.Constant(i64, o))))
+                    wv = builder.shuffle_vector(builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0)),
+                                                undef, splat)
+                    for v in range(nv):
+                        builder.store(builder.call(fma, [xs[v], wv, builder.load(accs[o][v])]), accs[o][v])
+            for o in range(ob):
+                for v in range(nv):
+                    index = builder.add(a0_v, builder.add(builder.mul(rs_v, ir.Constant(i64, o)),
+                                                          ir.Constant(i64, v * lanes)))
+                    builder.store(builder.load(accs[o][v]),
+                                  vector_pointer(context, builder, sig.args[6], acc_v, index, lanes), align=align)
+            return context.get_dummy_value()
+        return types.void(xf, starts, n_taps, p, wf, w0, acc, a0, row_stride), codegen
+    return microkernel
+
+
+few_microkernel = register_microkernel(OB, NV)
 
 
 @parallel_kernel
