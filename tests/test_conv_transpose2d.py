@@ -337,12 +337,13 @@ def test_concurrent_calls_from_python_threads():
 
 def test_kernels_keep_few_specialisations():
     # Output channels per group reaching every kernel: 1 -> the one-channel direct kernel, 8 -> the
-    # 8-channel one; col2im: 2 (18 GEMM rows) -> the compiled kernel, 33 (297 rows, padded to 300; four
-    # images, so four items without splitting the channels) -> BLAS with packed weights, col2im_item
-    # called from Python.
+    # 8-channel one; col2im on 4x16 images (64 positions: one image per item): 2 (18 GEMM rows) -> the
+    # compiled kernel, 33 (297 rows, padded to 300; four images, so four items without splitting the
+    # channels; 64 positions in 48-wide micro-tiles, float64 24-wide: too much waste) -> BLAS with packed weights, col2im_item called from
+    # Python.
     rng = np.random.default_rng(5)
     for dtype, og, layout in itertools.product([np.float32, np.float64], [1, 2, 8, 33], ["c", "strided"]):
-        x = rng.standard_normal((4, 2, 8, 4)).astype(dtype)
+        x = rng.standard_normal((4, 2, 8, 16)).astype(dtype)
         x = x[:, :, ::2] if layout == "strided" else x[:, :, :4].copy()
         w = rng.standard_normal((2, og, 3, 3))
         w.flags.writeable = False
@@ -413,6 +414,7 @@ def test_compiled_col2im_matches_reference_and_blas(monkeypatch, case, dtype):
     compiled = conv_transpose2d(x, w, b, algo="col2im", **kw)
     _assert_close(compiled, ref_conv_transpose2d(x, w, b, **kw), dtype)
     monkeypatch.setattr(ct, "COL2IM_COMPILED_MAX_ROWS", 0)  # the same items on OpenBLAS
+    monkeypatch.setattr(ct, "COMPILED_MAX_TILE_WASTE", 0)
     _assert_close(compiled, conv_transpose2d(x, w, b, algo="col2im", **kw), dtype)
 
 

@@ -36,12 +36,12 @@ def _reference(x, w, b, **kwargs):
 def gemm_engine(name):
     """Run col2im's items on OpenBLAS ("blas") or on the compiled kernel whatever their GEMM rows
     ("compiled": it still needs one image per item)."""
-    saved = ct.COL2IM_COMPILED_MAX_ROWS
-    ct.COL2IM_COMPILED_MAX_ROWS = 0 if name == "blas" else 10**9
+    saved = ct.COL2IM_COMPILED_MAX_ROWS, ct.COMPILED_MAX_TILE_WASTE
+    ct.COL2IM_COMPILED_MAX_ROWS, ct.COMPILED_MAX_TILE_WASTE = (0, 0) if name == "blas" else (10**9, 10**9)
     try:
         yield
     finally:
-        ct.COL2IM_COMPILED_MAX_ROWS = saved
+        ct.COL2IM_COMPILED_MAX_ROWS, ct.COMPILED_MAX_TILE_WASTE = saved
 
 
 @pytest.fixture(autouse=True, scope="module")

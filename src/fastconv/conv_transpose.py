@@ -162,8 +162,10 @@ class TransposePlan:
 def choose_conv_transpose2d_algo(problem, algo="auto"):
     """Return ``(algo, reason)``; an ``algo`` other than "auto" is honoured.
 
-    "auto" picks "col2im" (one BLAS GEMM per work item and thread, then a col2im gather) unless the
-    per-group GEMM is too shallow for BLAS (``C_in/groups < COL2IM_MIN_DEPTH``) while each output phase
+    "auto" picks "col2im" (a GEMM per work item, compiled micro-tiles or single-threaded BLAS by shape,
+    then a col2im gather) when its items have few GEMM rows on a deep GEMM; else the stride-1 conv2d
+    route from 2 output channels per group (AVX-512); else "col2im" unless the per-group GEMM is too
+    shallow for BLAS (``C_in/groups < COL2IM_MIN_DEPTH``) while each output phase
     has many taps (``kH * kW / (sH * sW) >= DIRECT_MIN_PHASE_TAPS``): then "direct", which reads each
     input once for all the taps of a phase (depthwise k3 stride 1: 2x col2im). Measurements behind the
     thresholds: docs/conv_transpose.md.
@@ -175,7 +177,7 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
     sh, sw = problem.stride
     depth = problem.c_in // problem.groups
     taps = kh * kw / (sh * sw)
-    if depth >= COMPILED_MIN_DEPTH and kh * kw > 1 and uses_compiled_gemm(problem, col2im_split(problem)):
+    if depth >= COMPILED_MIN_DEPTH and kh * kw > 1 and has_few_gemm_rows(problem, col2im_split(problem)):
         return "col2im", (f"{problem.c_out // problem.groups} output channels x {kh * kw} taps per group "
                           f"(<= {COL2IM_COMPILED_MAX_ROWS} GEMM rows) on C_in/groups = {depth} (>= "
                           f"{COMPILED_MIN_DEPTH}): compiled GEMM micro-tiles + col2im")
@@ -185,10 +187,10 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
                           f"{CONV2D_MIN_CHANNELS}): the equivalent conv2d (flipped kernel) and its dispatch")
     if depth >= COL2IM_MIN_DEPTH:
         return "col2im", (f"GEMM depth C_in/groups = {depth} >= {COL2IM_MIN_DEPTH}: "
-                          f"per-thread BLAS GEMMs + col2im")
+                          f"per-item GEMMs (compiled micro-tiles or BLAS) + col2im")
     if taps < DIRECT_MIN_PHASE_TAPS:
         return "col2im", (f"GEMM depth C_in/groups = {depth} < {COL2IM_MIN_DEPTH} but {taps:.3g} taps per "
-                          f"output phase (< {DIRECT_MIN_PHASE_TAPS}): per-thread BLAS GEMMs + col2im")
+                          f"output phase (< {DIRECT_MIN_PHASE_TAPS}): per-item GEMMs (compiled micro-tiles or BLAS) + col2im")
     return "direct", (f"GEMM depth C_in/groups = {depth} < {COL2IM_MIN_DEPTH} and {taps:.3g} taps per output "
                       f"phase (>= {DIRECT_MIN_PHASE_TAPS}): direct phase-gather kernel")
 
@@ -622,6 +624,14 @@ COL2IM_ROW_ALIGN = 4
 # Items with at most this many GEMM rows (output channels x taps) run the compiled GEMM + col2im kernel
 # (``_kernels/col2im_gemm.py``) instead of OpenBLAS: measurements in docs/conv_transpose.md ("col2im").
 COL2IM_COMPILED_MAX_ROWS = TAP_GEMM_MAX_ROWS
+# ... and so do items with more rows whose positions fill whole micro-tiles (at most this many computed
+# per real position: the last micro-tile of a 14x14 image computes 48 positions for 4). Measured
+# 2026-12-07 (2 threads, 20 ms pause, best of 15, GFLOP/s OpenBLAS / compiled, k4 s2 p1 unless noted):
+# 28x28 images (1.04): T1 182 / 189, (16, 64, 28, 28) -> 32 152 / 162, k2 s2 -> 64 140 / 151,
+# (8, 256, 28, 28) -> 128 k3 191 / 196; (8, 64, 56, 56) -> 32 (1.01) 152 / 167; (16, 128, 32, 32) -> 64
+# (1.03) 174 / 194; but 14x14 (1.22): T2 165 / 152, (8, 512, 14, 14) -> 256 179 / 161; 16x16 (1.12):
+# (1, 256, 16, 16) -> 128 96 / 83.
+COMPILED_MAX_TILE_WASTE = 1.06
 
 
 @dataclass(frozen=True)
@@ -715,10 +725,20 @@ def _as_blas_operand(arr, dtype):
     return copy
 
 
-def uses_compiled_gemm(problem, split):
-    """Whether the col2im path runs the compiled GEMM kernel: one image per item, few GEMM rows."""
+def has_few_gemm_rows(problem, split):
+    """One image per item and at most COL2IM_COMPILED_MAX_ROWS GEMM rows per item."""
     kh, kw = problem.kernel_hw
     return split.images == 1 and split.channels * kh * kw <= COL2IM_COMPILED_MAX_ROWS
+
+
+def uses_compiled_gemm(problem, split):
+    """Whether the col2im path runs the compiled GEMM kernel: few GEMM rows, or one image per item whose
+    positions fill whole micro-tiles (at most COMPILED_MAX_TILE_WASTE computed per real position)."""
+    if has_few_gemm_rows(problem, split):
+        return True
+    cols = split.cols_len // split.rows  # the longest item's positions
+    return (split.images == 1
+            and compiled_cols_stride(split, problem.itemsize) <= COMPILED_MAX_TILE_WASTE * cols)
 
 
 def compiled_micro_positions(itemsize):
