@@ -226,17 +226,31 @@ def _workspace_bytes(problem, algo):
 _FLOAT_OF_SIZE = {4: np.float32, 8: np.float64}
 
 
-def tap_gemm_workspace(conv_problem):
-    """Workspace bytes of conv2d's tap-GEMM route (``dispatch.tap_gemm_fits``): the equivalent transposed
-    convolution's col2im buffers plus the flipped weights."""
+def _tap_gemm_problem(conv_problem):
+    """The transposed convolution equal to a stride-1 conv2d problem (flipped kernel; padding within the
+    kernel's reach)."""
     p = conv_problem
     (kh, kw), (dh, dw) = p.kernel_hw, p.dilation
     (top, bottom), (left, right) = p.pads
     pads = (((kh - 1) * dh - top, (kh - 1) * dh - bottom), ((kw - 1) * dw - left, (kw - 1) * dw - right))
     w_shape = (p.c_in, p.c_out // p.groups, kh, kw)
-    problem = conv_transpose2d_problem("plan_conv2d", (p.n_batch, p.c_in) + tuple(p.in_hw), w_shape, 1, pads, 0,
-                                       None, p.dilation, p.groups, np.dtype(_FLOAT_OF_SIZE[p.itemsize]))
-    return _workspace_bytes(problem, "col2im") + p.c_in * (p.c_out // p.groups) * kh * kw * p.itemsize
+    return conv_transpose2d_problem("plan_conv2d", (p.n_batch, p.c_in) + tuple(p.in_hw), w_shape, 1, pads, 0,
+                                    None, p.dilation, p.groups, np.dtype(_FLOAT_OF_SIZE[p.itemsize]))
+
+
+def tap_gemm_compiles(conv_problem):
+    """Whether the equivalent transposed convolution of a stride-1 conv2d runs the compiled kernel."""
+    problem = _tap_gemm_problem(conv_problem)
+    return uses_compiled_gemm(problem, col2im_split(problem))
+
+
+def tap_gemm_workspace(conv_problem):
+    """Workspace bytes of conv2d's tap-GEMM route (``dispatch.tap_gemm_fits``): the equivalent transposed
+    convolution's col2im buffers plus the flipped weights."""
+    p = conv_problem
+    (kh, kw) = p.kernel_hw
+    return (_workspace_bytes(_tap_gemm_problem(p), "col2im")
+            + p.c_in * (p.c_out // p.groups) * kh * kw * p.itemsize)
 
 
 def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0, output_size=None,

@@ -128,6 +128,12 @@ FEW_MIN_INPUT_CHANNELS = 4
 # (8, 64, 56, 56) k3 -> 1 17 / 10 / 48, -> 3 44 / 14 / 73, -> 8 26 / 38 / 87, -> 16 51 / 54 / 91,
 # -> 24 76 / 65 / 89; k5 -> 3 68 / 15 / 146; (16, 128, 28, 28) -> 3 47 / 15 / 68; (8, 32, 112, 112) -> 3
 # 51 / 16 / 73; (4, 256, 28, 28) -> 8 24 / 48 / 81; (8, 32, 56, 56) -> 8 25 / 36 / 72.
+# More GEMM rows take the route too when the blocked kernel's channel blocks would be partly padding
+# (output channels per group not a multiple of 32 float32 / 16 float64) and the transposed conv runs
+# them compiled (positions filling whole micro-tiles). Same protocol, GFLOP/s blocked / tap GEMM:
+# (8, 64, 56, 56) k3 -> 40 132 / 183, -> 48 157 / 187, -> 80 179 / 189; (16, 128, 28, 28) -> 48 148 / 187;
+# k5 -> 12 81 / 175, -> 16 108 / 180; full blocks stay: -> 32 194 / 176, -> 64 209 / 186, -> 96 214 /
+# 193, k5 -> 32 212 / 187; (32, 256, 14, 14) -> 48 (14x14: not compiled) 154 / 155.
 TAP_GEMM_MAX_ROWS = 256
 TAP_GEMM_MIN_DEPTH = 32
 TAP_GEMM_MIN_POSITIONS = 64
@@ -137,11 +143,19 @@ def tap_gemm_fits(problem):
     """Whether conv2d runs the tap-GEMM route (the rule above) for this problem."""
     (kh, kw), (dh, dw) = problem.kernel_hw, problem.dilation
     (top, bottom), (left, right) = problem.pads
-    return (problem.stride == (1, 1) and kh * kw > 1
+    o_per_group = problem.c_out // problem.groups
+    if not (problem.stride == (1, 1) and kh * kw > 1
             and problem.c_in // problem.groups >= TAP_GEMM_MIN_DEPTH
-            and problem.c_out // problem.groups * kh * kw <= TAP_GEMM_MAX_ROWS
             and problem.in_hw[0] * problem.in_hw[1] >= TAP_GEMM_MIN_POSITIONS
-            and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw)
+            and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw):
+        return False
+    if o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS:
+        return True
+    if o_per_group % channel_block(problem.itemsize) == 0:
+        return False  # the blocked kernel's channel blocks are full: it is faster
+    from .conv_transpose import tap_gemm_compiles  # late: conv_transpose imports this module
+
+    return tap_gemm_compiles(problem)
 FEW_ITEM_POSITIONS = 1024
 
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
@@ -219,10 +233,12 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     c_per_group = problem.c_in // problem.groups
     if tap_gemm_fits(problem):
         kk = problem.kernel_hw[0] * problem.kernel_hw[1]
-        return "direct", (f"stride 1, {o_per_group} output channels x {kk} taps per group (<= {TAP_GEMM_MAX_ROWS} "
-                          f"GEMM rows) from {c_per_group} input channels (>= {TAP_GEMM_MIN_DEPTH}): the tap-GEMM "
-                          "route, a GEMM of every tap's products then col2im (64 -> 3 channels 3x3 on 56x56: "
-                          "73 vs few-channel direct 44 GFLOP/s)")
+        why = (f"<= {TAP_GEMM_MAX_ROWS} GEMM rows" if o_per_group * kk <= TAP_GEMM_MAX_ROWS else
+               f"not a multiple of the blocked kernel's {channel_block(problem.itemsize)}-channel blocks")
+        return "direct", (f"stride 1, {o_per_group} output channels x {kk} taps per group ({why}) from "
+                          f"{c_per_group} input channels (>= {TAP_GEMM_MIN_DEPTH}): the tap-GEMM route, a GEMM "
+                          "of every tap's products then col2im (64 -> 3 channels 3x3 on 56x56: 73 vs "
+                          "few-channel direct 44 GFLOP/s)")
     if o_per_group <= DEPTHWISE_MAX_CHANNELS and c_per_group >= FEW_MIN_INPUT_CHANNELS:
         return "direct", (f"{o_per_group} output channel(s) per group from {c_per_group} input channels (>= "
                           f"{FEW_MIN_INPUT_CHANNELS}): the direct kernel's few-channel variant, all of a group's "
