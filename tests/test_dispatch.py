@@ -91,9 +91,12 @@ def test_tap_gemm_rule_boundaries():
         return plan.algo, "tap-GEMM" in plan.reason
 
     assert reason((2, 64, 56, 56), (3, 64, 3, 3), padding=1) == ("direct", True)  # an RGB output layer
-    # rows == limit, then one channel more (14x14 maps: the extension below does not apply)
-    assert reason((8, depth, 14, 14), (rows // 16, depth, 4, 4), padding=1)[1]
-    assert not reason((8, depth, 14, 14), (rows // 16 + 1, depth, 4, 4), padding=1)[1]
+    if dispatch.HAS_AVX512:
+        # rows == limit, then one channel more (14x14 maps: the extension below does not apply)
+        assert reason((8, depth, 14, 14), (rows // 16, depth, 4, 4), padding=1)[1]
+        assert not reason((8, depth, 14, 14), (rows // 16 + 1, depth, 4, 4), padding=1)[1]
+    else:  # AVX2: at most FEW_OB output channels per group
+        assert not reason((2, 64, 56, 56), (dispatch.FEW_OB + 1, 64, 3, 3), padding=1)[1]
     assert not reason((2, depth - 1, 16, 16), (3, depth - 1, 3, 3), padding=1)[1]
     assert not reason((2, 64, 16, 16), (3, 64, 3, 3), stride=2, padding=1)[1]
     assert not reason((2, 64, 16, 16), (3, 64, 1, 1))[1]  # 1x1: a plain GEMM
@@ -105,9 +108,9 @@ def test_tap_gemm_rule_boundaries():
     plan = fastconv.plan_conv2d((8, 64, 56, 56), (3, 64, 3, 3), padding=1)
     assert 27 * 3136 * 4 < plan.workspace_bytes < 8 * 64 * 56 * 56 * 4  # col2im buffers, no padded copy
     # More rows when the blocked kernel's channel blocks would be partly padding and the positions fill
-    # whole micro-tiles (56x56, not 14x14); full blocks stay on the blocked kernel.
+    # whole micro-tiles (56x56, not 14x14); full blocks stay on the blocked kernel. AVX-512 only.
     block = dispatch.channel_block(4)
-    assert reason((8, 64, 56, 56), (block + 8, 64, 3, 3), padding=1) == ("direct", True)
+    assert reason((8, 64, 56, 56), (block + 8, 64, 3, 3), padding=1) == ("direct", dispatch.HAS_AVX512)
     assert not reason((8, 64, 56, 56), (2 * block, 64, 3, 3), padding=1)[1]
     assert not reason((32, 256, 14, 14), (block + 16, 256, 3, 3), padding=1)[1]
 

@@ -134,6 +134,8 @@ FEW_MIN_INPUT_CHANNELS = 4
 # (8, 64, 56, 56) k3 -> 40 132 / 183, -> 48 157 / 187, -> 80 179 / 189; (16, 128, 28, 28) -> 48 148 / 187;
 # k5 -> 12 81 / 175, -> 16 108 / 180; full blocks stay: -> 32 194 / 176, -> 64 209 / 186, -> 96 214 /
 # 193, k5 -> 32 212 / 187; (32, 256, 14, 14) -> 48 (14x14: not compiled) 154 / 155.
+# The AVX2 build (NUMBA_CPU_NAME=haswell, same machine, same protocol; tap GEMM / previous direct):
+# -> 3 90 / 76, but -> 16 123 / 141 and -> 40 137 / 165 (k5 -> 12 169 / 153): at most FEW_OB channels there.
 TAP_GEMM_MAX_ROWS = 256
 TAP_GEMM_MIN_DEPTH = 32
 TAP_GEMM_MIN_POSITIONS = 64
@@ -149,6 +151,8 @@ def tap_gemm_fits(problem):
             and problem.in_hw[0] * problem.in_hw[1] >= TAP_GEMM_MIN_POSITIONS
             and max(top, bottom) <= (kh - 1) * dh and max(left, right) <= (kw - 1) * dw):
         return False
+    if not HAS_AVX512:  # AVX2: its 4 x 3 micro-tile beats the others on few output channels only
+        return o_per_group <= FEW_OB and o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS
     if o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS:
         return True
     if o_per_group % channel_block(problem.itemsize) == 0:
