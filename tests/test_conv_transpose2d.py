@@ -339,8 +339,8 @@ def test_kernels_keep_few_specialisations():
     # Output channels per group reaching every kernel: 1 -> the one-channel direct kernel, 8 -> the
     # 8-channel one; col2im on 4x16 images (64 positions: one image per item): 2 (18 GEMM rows) -> the
     # compiled kernel, 33 (297 rows, padded to 300; four images, so four items without splitting the
-    # channels; 64 positions in 48-wide micro-tiles, float64 24-wide: too much waste) -> BLAS with packed weights, col2im_item called from
-    # Python.
+    # channels; 64 positions in 48-wide micro-tiles, float64 24-wide: too much waste) -> BLAS with packed
+    # weights, col2im_item called from Python.
     rng = np.random.default_rng(5)
     for dtype, og, layout in itertools.product([np.float32, np.float64], [1, 2, 8, 33], ["c", "strided"]):
         x = rng.standard_normal((4, 2, 8, 16)).astype(dtype)

@@ -190,7 +190,8 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
                           f"per-item GEMMs (compiled micro-tiles or BLAS) + col2im")
     if taps < DIRECT_MIN_PHASE_TAPS:
         return "col2im", (f"GEMM depth C_in/groups = {depth} < {COL2IM_MIN_DEPTH} but {taps:.3g} taps per "
-                          f"output phase (< {DIRECT_MIN_PHASE_TAPS}): per-item GEMMs (compiled micro-tiles or BLAS) + col2im")
+                          f"output phase (< {DIRECT_MIN_PHASE_TAPS}): per-item GEMMs (compiled micro-tiles or "
+                          "BLAS) + col2im")
     return "direct", (f"GEMM depth C_in/groups = {depth} < {COL2IM_MIN_DEPTH} and {taps:.3g} taps per output "
                       f"phase (>= {DIRECT_MIN_PHASE_TAPS}): direct phase-gather kernel")
 
