@@ -113,6 +113,10 @@ def test_tap_gemm_rule_boundaries():
     assert reason((8, 64, 56, 56), (block + 8, 64, 3, 3), padding=1) == ("direct", dispatch.HAS_AVX512)
     assert not reason((8, 64, 56, 56), (2 * block, 64, 3, 3), padding=1)[1]
     assert not reason((32, 256, 14, 14), (block + 16, 256, 3, 3), padding=1)[1]
+    # a full block stays blocked even with few rows (float64: 16-channel blocks, 144 rows)
+    block64 = dispatch.channel_block(8)
+    assert not reason((8, 64, 56, 56), (block64, 64, 3, 3), padding=1, dtype=np.float64)[1]
+    assert reason((8, 64, 56, 56), (block64 + 8, 64, 3, 3), padding=1, dtype=np.float64)[1] == dispatch.HAS_AVX512
 
 
 def test_first_layer_rule_boundary_on_taps_and_channels():

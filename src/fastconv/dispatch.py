@@ -133,7 +133,9 @@ FEW_MIN_INPUT_CHANNELS = 4
 # them compiled (positions filling whole micro-tiles). Same protocol, GFLOP/s blocked / tap GEMM:
 # (8, 64, 56, 56) k3 -> 40 132 / 183, -> 48 157 / 187, -> 80 179 / 189; (16, 128, 28, 28) -> 48 148 / 187;
 # k5 -> 12 81 / 175, -> 16 108 / 180; full blocks stay: -> 32 194 / 176, -> 64 209 / 186, -> 96 214 /
-# 193, k5 -> 32 212 / 187; (32, 256, 14, 14) -> 48 (14x14: not compiled) 154 / 155.
+# 193, k5 -> 32 212 / 187; (32, 256, 14, 14) -> 48 (14x14: not compiled) 154 / 155. Full blocks stay
+# blocked whatever the rows: float64 (16-channel blocks) -> 16 k3 92 / 88, while -> 3 45 / 66, -> 8 42 /
+# 79, -> 24 76 / 91, k5 -> 12 78 / 91, (16, 128, 28, 28) -> 20 62 / 93.
 # The AVX2 build (NUMBA_CPU_NAME=haswell, same machine, same protocol; tap GEMM / previous direct):
 # -> 3 90 / 76, but -> 16 123 / 141 and -> 40 137 / 165 (k5 -> 12 169 / 153): at most FEW_OB channels there.
 TAP_GEMM_MAX_ROWS = 256
@@ -153,10 +155,10 @@ def tap_gemm_fits(problem):
         return False
     if not HAS_AVX512:  # AVX2: its 4 x 3 micro-tile beats the others on few output channels only
         return o_per_group <= FEW_OB and o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS
-    if o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS:
-        return True
     if o_per_group % channel_block(problem.itemsize) == 0:
         return False  # the blocked kernel's channel blocks are full: it is faster
+    if o_per_group * kh * kw <= TAP_GEMM_MAX_ROWS:
+        return True
     from .conv_transpose import tap_gemm_compiles  # late: conv_transpose imports this module
 
     return tap_gemm_compiles(problem)
