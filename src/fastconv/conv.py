@@ -1,5 +1,7 @@
 """Public 2-D convolution (cross-correlation, no kernel flip) on NCHW numpy arrays."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import memory
@@ -211,18 +213,12 @@ def direct_input(problem, x, padding_mode, dtype):
 def _run_tap_gemm(problem, x, weight, bias, padding_mode, dtype, out):
     """Stride 1: the transposed convolution of the flipped kernel that equals this conv2d, on its compiled
     GEMM + col2im kernel (``dispatch.tap_gemm_fits``); other padding modes pad a copy first."""
-    from .conv_transpose import conv2d_weight, conv_transpose2d  # late: conv_transpose imports this module
+    from .conv_transpose import run_tap_gemm  # late: conv_transpose imports this module
 
-    pads = problem.pads
     if padding_mode != "zeros":
-        x = pad_nchw(x, pads, padding_mode, dtype)
-        pads = ((0, 0), (0, 0))
-    (kh, kw), (dh, dw) = problem.kernel_hw, problem.dilation
-    (top, bottom), (left, right) = pads
-    reach_h, reach_w = (kh - 1) * dh, (kw - 1) * dw
-    conv_transpose2d(x, conv2d_weight(weight, problem.groups, dtype), bias,
-                     padding=((reach_h - top, reach_h - bottom), (reach_w - left, reach_w - right)),
-                     dilation=problem.dilation, groups=problem.groups, algo="col2im", out=out)
+        x = pad_nchw(x, problem.pads, padding_mode, dtype)
+        problem = replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0)))
+    run_tap_gemm(problem, x, weight, _bias_or_zeros(bias, problem.c_out, dtype), dtype, out)
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

@@ -201,9 +201,8 @@ def _workspace_bytes(problem, algo):
         split = col2im_split(problem)
         kh, kw = problem.kernel_hw
         if uses_compiled_gemm(problem, split):
-            og = problem.c_out // problem.groups
-            packed = (problem.c_in * _ceil_div(og, split.channels)
-                      * _ceil_div(split.channels * kh * kw, GEMM_ROWS) * GEMM_ROWS)
+            packed = problem.c_in * _ceil_div(problem.c_out // problem.groups, split.channels) * compiled_rows(
+                problem, split)
             return (compiled_workspace_bytes(problem, split) * numba.config.NUMBA_NUM_THREADS
                     + packed * problem.itemsize)
         packed = 0
@@ -227,31 +226,40 @@ def _workspace_bytes(problem, algo):
 _FLOAT_OF_SIZE = {4: np.float32, 8: np.float64}
 
 
-def _tap_gemm_problem(conv_problem):
-    """The transposed convolution equal to a stride-1 conv2d problem (flipped kernel; padding within the
-    kernel's reach)."""
+def tap_gemm_problem(conv_problem):
+    """The transposed convolution equal to a stride-1 conv2d problem whose padding is within the kernel's
+    reach (conv2d's tap-GEMM route, ``dispatch.tap_gemm_fits``): the flipped kernel (:func:`conv2d_weight`),
+    the same input, output and channels, and padding ``(k - 1) * d - p`` per side (the inverse of
+    :func:`conv2d_pads`)."""
     p = conv_problem
     (kh, kw), (dh, dw) = p.kernel_hw, p.dilation
     (top, bottom), (left, right) = p.pads
     pads = (((kh - 1) * dh - top, (kh - 1) * dh - bottom), ((kw - 1) * dw - left, (kw - 1) * dw - right))
-    w_shape = (p.c_in, p.c_out // p.groups, kh, kw)
-    return conv_transpose2d_problem("plan_conv2d", (p.n_batch, p.c_in) + tuple(p.in_hw), w_shape, 1, pads, 0,
-                                    None, p.dilation, p.groups, np.dtype(_FLOAT_OF_SIZE[p.itemsize]))
+    return ConvTranspose2dProblem(p.n_batch, p.c_in, p.c_out, p.in_hw, p.kernel_hw, (1, 1), p.dilation, pads,
+                                  p.groups, p.out_hw, p.itemsize)
 
 
 def tap_gemm_compiles(conv_problem):
     """Whether the equivalent transposed convolution of a stride-1 conv2d runs the compiled kernel."""
-    problem = _tap_gemm_problem(conv_problem)
+    problem = tap_gemm_problem(conv_problem)
     return uses_compiled_gemm(problem, col2im_split(problem))
 
 
 def tap_gemm_workspace(conv_problem):
-    """Workspace bytes of conv2d's tap-GEMM route (``dispatch.tap_gemm_fits``): the equivalent transposed
-    convolution's col2im buffers plus the flipped weights."""
+    """Workspace bytes of conv2d's tap-GEMM route: the equivalent transposed convolution's col2im buffers
+    plus the flipped weights."""
     p = conv_problem
     (kh, kw) = p.kernel_hw
-    return (_workspace_bytes(_tap_gemm_problem(p), "col2im")
+    return (_workspace_bytes(tap_gemm_problem(p), "col2im")
             + p.c_in * (p.c_out // p.groups) * kh * kw * p.itemsize)
+
+
+def run_tap_gemm(conv_problem, x, weight, bias, dtype, out):
+    """conv2d's tap-GEMM route: ``out = conv2d(x, weight) + bias`` as the col2im path of
+    :func:`tap_gemm_problem` (``weight`` (O, C/g, kH, kW); ``bias`` (O,); ``x`` already padded for padding
+    modes other than zeros, ``conv_problem`` describing it)."""
+    _run_col2im(tap_gemm_problem(conv_problem), x, conv2d_weight(weight, conv_problem.groups, dtype), bias, dtype,
+                out)
 
 
 def plan_conv_transpose2d(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0, output_size=None,
@@ -767,12 +775,16 @@ def compiled_cols_stride(split, itemsize):
     return _ceil_div(split.cols_len // split.rows, micro) * micro
 
 
+def compiled_rows(problem, split):
+    """GEMM rows of a channel block in the compiled kernel: ``channels * kH * kW`` in whole row blocks."""
+    kh, kw = problem.kernel_hw
+    return _ceil_div(split.channels * kh * kw, GEMM_ROWS) * GEMM_ROWS
+
+
 def compiled_workspace_bytes(problem, split):
     """One worker's buffers in the compiled kernel: columns, accumulator, the last micro-tile's inputs."""
-    kh, kw = problem.kernel_hw
-    rows = _ceil_div(split.channels * kh * kw, GEMM_ROWS) * GEMM_ROWS
     cg = problem.c_in // problem.groups
-    return (rows * compiled_cols_stride(split, problem.itemsize) + split.acc_len
+    return (compiled_rows(problem, split) * compiled_cols_stride(split, problem.itemsize) + split.acc_len
             + cg * compiled_micro_positions(problem.itemsize)) * problem.itemsize
 
 

@@ -116,6 +116,7 @@ FIRST_LAYER_ITEM_POSITIONS = 2048
 # 37, 56 vs 39, 21 vs 18, 93 vs 74, 17 vs 14. Work items of 512 / 1024 / 2048 local positions measured
 # alike (1.1-1.3 ms on the 64 -> 3 case, noise), 256 and 4096 slower.
 FEW_MIN_INPUT_CHANNELS = 4
+FEW_ITEM_POSITIONS = 1024
 
 # The tap-GEMM route (``_kernels/col2im_gemm.py``, shared with conv_transpose2d's col2im): with stride 1,
 # conv2d is a transposed convolution of the flipped kernel, so a GEMM computes every tap's product plane
@@ -162,7 +163,7 @@ def tap_gemm_fits(problem):
     from .conv_transpose import tap_gemm_compiles  # late: conv_transpose imports this module
 
     return tap_gemm_compiles(problem)
-FEW_ITEM_POSITIONS = 1024
+
 
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
 # GFLOP/s: L7 depthwise 22 vs L2 direct 57, L1 first_layer 60): used to decide when a call is small
