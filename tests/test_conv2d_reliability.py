@@ -242,9 +242,9 @@ def test_plan_pointwise_needs_no_workspace():
     assert isinstance(plan.reason, str) and plan.reason
 
 
-def test_plan_3x3_same_uses_direct():
+def test_plan_3x3_same_uses_winograd():
     plan = fastconv.plan_conv2d((32, 64, 56, 56), (64, 64, 3, 3), padding="same")
-    assert plan.algo == "direct"
+    assert plan.algo == "winograd"
     assert plan.out_shape == (32, 64, 56, 56)
     assert plan.flops == _flops(32, 64, 64, 56, 56, 1, 3, 3)
 

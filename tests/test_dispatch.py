@@ -10,10 +10,10 @@ from fastconv import dispatch
 
 SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each rule gives them
     "L1": ((8, 3, 224, 224), (32, 3, 3, 3), 1, 1, "first_layer"),
-    "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "direct"),
+    "L2": ((32, 64, 56, 56), (64, 64, 3, 3), 1, 1, "winograd"),
     "L3": ((32, 64, 56, 56), (128, 64, 3, 3), 2, 1, "direct"),
-    "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "direct"),
-    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "direct"),
+    "L4": ((16, 128, 28, 28), (128, 128, 3, 3), 1, 1, "winograd"),
+    "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "winograd"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "direct" if dispatch.HAS_AVX512 else "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
     "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "direct"),
@@ -110,7 +110,8 @@ def test_tap_gemm_rule_boundaries():
     # More rows when the blocked kernel's channel blocks would be partly padding and the positions fill
     # whole micro-tiles (56x56, not 14x14); full blocks stay on the blocked kernel. AVX-512 only.
     block = dispatch.channel_block(4)
-    assert reason((8, 64, 56, 56), (block + 8, 64, 3, 3), padding=1) == ("direct", dispatch.HAS_AVX512)
+    # (30 channels: 270 rows; from 32 output channels per group Winograd takes these layers)
+    assert reason((8, 64, 56, 56), (block - 2, 64, 3, 3), padding=1) == ("direct", dispatch.HAS_AVX512)
     assert not reason((8, 64, 56, 56), (2 * block, 64, 3, 3), padding=1)[1]
     assert not reason((32, 256, 14, 14), (block + 16, 256, 3, 3), padding=1)[1]
     # a full block stays blocked even with few rows (float64: 16-channel blocks, 144 rows)
@@ -136,7 +137,7 @@ def test_strides_narrow_and_tiny_maps_stay_direct():
     # a stride, 14-wide maps nor 4x4 maps send a convolution to im2col.
     assert fastconv.plan_conv2d((32, 64, 56, 56), (128, 64, 3, 3), stride=2, padding="same").algo == "direct"
     assert fastconv.plan_conv2d((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).algo == "direct"
-    assert fastconv.plan_conv2d((32, 128, 7, 7), (128, 128, 3, 3), padding=1).algo == "direct"
+    assert fastconv.plan_conv2d((8, 128, 7, 7), (128, 128, 3, 3), padding=1).algo == "direct"
     assert fastconv.plan_conv2d((32, 16, 4, 4), (32, 16, 3, 3), padding=1).algo == "direct"
 
 
@@ -180,10 +181,10 @@ def test_explicit_algo_is_honoured(algo):
 
 def test_unknown_algo_lists_every_choice():
     choices = ", ".join(repr(a) for a in dispatch.CONV2D_ALGOS)
-    assert {"depthwise", "first_layer"} <= set(dispatch.CONV2D_ALGOS)
-    with pytest.raises(ValueError, match=re.escape(f"conv2d: algo must be one of {choices}, got 'winograd'")):
+    assert {"depthwise", "first_layer", "winograd"} <= set(dispatch.CONV2D_ALGOS)
+    with pytest.raises(ValueError, match=re.escape(f"conv2d: algo must be one of {choices}, got 'fft'")):
         dispatch.choose_conv2d_algo(dispatch.Conv2dProblem(1, 1, 1, (5, 5), (3, 3), (1, 1), (1, 1),
-                                                           ((0, 0), (0, 0)), 1, (3, 3), 4), "winograd")
+                                                           ((0, 0), (0, 0)), 1, (3, 3), 4), "fft")
 
 
 def test_row_block_workspace_is_small_and_needs_no_padded_copy():

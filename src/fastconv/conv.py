@@ -12,15 +12,17 @@ from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.conv_few import conv_few
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
+from ._kernels.winograd import winograd_conv, winograd_weights
 from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inner
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
 from ._validate import as_kernel_array, check_array, check_out, common_dtype, conv_shapes_and_steps
 from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps, make_planes, pack_local_weights,
                           pack_weights, packed_bias, padded_geometry, tap_list, tile_geometry)
-from .dispatch import (CONV2D_KERNEL_ALGOS, DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
+from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
-                       Conv2dProblem, choose_conv2d_algo, measure_key, tap_gemm_fits)
+                       WINOGRAD_CHUNK_CHANNELS, WINOGRAD_CHUNK_TILES, Conv2dProblem, choose_conv2d_algo,
+                       kernel_algos, measure_key, tap_gemm_fits, winograd_tiles)
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
@@ -65,10 +67,12 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
     groups : int, divides C and O (``groups == C`` is a depthwise convolution)
     padding_mode : "zeros", "reflect", "replicate" or "circular"
-    algo : "auto", "direct", "im2col", "depthwise", "first_layer" or "measure" (see
-        :func:`fastconv.plan_conv2d` and docs/algorithms.md); every algorithm accepts every problem.
-        "measure" times every algorithm on the first call of a problem and remembers the fastest, in
-        memory and on disk (:mod:`fastconv.autotune`), like cuDNN's benchmark mode
+    algo : "auto", "direct", "im2col", "depthwise", "first_layer", "winograd" or "measure" (see
+        :func:`fastconv.plan_conv2d` and docs/algorithms.md); every algorithm accepts every problem
+        except "winograd" (Winograd F(2x2, 3x3): 3x3 kernels, stride 1, dilation 1; an infinity or NaN
+        in the input can reach the other outputs of its 2x2 output tile).
+        "measure" times every algorithm that can run the problem on its first call and remembers the
+        fastest, in memory and on disk (:mod:`fastconv.autotune`), like cuDNN's benchmark mode
     out : ndarray, optional. C-contiguous result buffer of the exact shape and dtype.
 
     Returns
@@ -108,7 +112,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
         from . import autotune
 
         candidates = {a: (lambda a=a: _run(a, problem, x, weight, bias, padding_mode, dtype, out))
-                      for a in CONV2D_KERNEL_ALGOS}
+                      for a in kernel_algos(problem)}
         autotune.choose(measure_key(problem), candidates)  # the winner ran last: out holds its result
         return out
     _run(chosen, problem, x, weight, bias, padding_mode, dtype, out)
@@ -131,6 +135,8 @@ def _run(chosen, problem, x, weight, bias, padding_mode, dtype, out):
         elif chosen == "first_layer":
             _run_row_blocks(conv_first, FIRST_OB, FIRST_LAYER_ITEM_POSITIONS, problem, x, weight, bias,
                             padding_mode, dtype, out)
+        elif chosen == "winograd":
+            _run_winograd(problem, x, weight, bias, padding_mode, dtype, out)
         else:
             _run_im2col(problem, x, weight, bias, padding_mode, dtype, out)
 
@@ -219,6 +225,24 @@ def _run_tap_gemm(problem, x, weight, bias, padding_mode, dtype, out):
         x = pad_nchw(x, problem.pads, padding_mode, dtype)
         problem = replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0)))
     run_tap_gemm(problem, x, weight, _bias_or_zeros(bias, problem.c_out, dtype), dtype, out)
+
+
+def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
+    """Winograd F(2x2, 3x3): the filters transformed into a pooled buffer, then the tile kernel
+    (``_kernels/winograd.py``); other padding modes pad a copy first."""
+    if padding_mode != "zeros":
+        x = pad_nchw(x, problem.pads, padding_mode, dtype)
+        problem = replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0)))
+    groups = problem.groups
+    block = channel_block(np.dtype(dtype).itemsize)
+    n_blocks = -(-(problem.c_out // groups) // block)
+    wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups, block), dtype)
+    winograd_weights(as_kernel_array(weight, dtype), wino)
+    items = groups * -(-winograd_tiles(problem) // WINOGRAD_CHUNK_TILES)
+    (top, _), (left, _) = problem.pads
+    winograd_conv(as_kernel_array(x, dtype), wino, _bias_or_zeros(bias, problem.c_out, dtype), out, top, left,
+                  WINOGRAD_CHUNK_TILES, WINOGRAD_CHUNK_CHANNELS, min(n_blocks, -(-DIRECT_MIN_ITEMS // items)),
+                  current_threads())
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

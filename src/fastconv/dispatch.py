@@ -16,8 +16,8 @@ from .bands import split_bands
 from .conv_layout import local_geometry, tile_geometry, tile_workspace
 from .threads import SERIAL_MACS
 
-CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "measure")
-CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # what "measure" times
+CONV2D_ALGOS = ("auto", "direct", "im2col", "depthwise", "first_layer", "winograd", "measure")
+CONV2D_KERNEL_ALGOS = ("direct", "im2col", "depthwise", "first_layer", "winograd")  # what "measure" may time
 
 # Small problems (under SERIAL_MACS multiply-adds, run on one thread) whose output rows are shorter than
 # this unfold batch-innermost (copy loops over OW * N values instead of OW): forward im2col and the
@@ -165,6 +165,56 @@ def tap_gemm_fits(problem):
     return tap_gemm_compiles(problem)
 
 
+# Winograd F(2x2, 3x3) (``_kernels/winograd.py``): 3x3 kernels, stride 1, dilation 1 only; 2.25x fewer
+# multiply-adds than the direct kernel plus transforms linear in the input, output and filter sizes. The
+# filter transform (O/g x C/g pairs) and the work-item overheads make it lose on small problems; ``auto``
+# takes it with at least WINOGRAD_MIN_CHANNELS input and output channels per group, WINOGRAD_MIN_TILES
+# 2x2 output tiles (N * ceil(OH / 2) * ceil(OW / 2)) and WINOGRAD_MIN_PRODUCTS tiles x input x output
+# channels per group. Measured 2026-12-07, float32, 2 threads, 20 ms pause before each call, best of
+# 4-12, effective GFLOP/s (direct FLOPs / time), previous auto / winograd: L2 (32, 64, 56, 56) -> 64 211 /
+# 295, L4 (16, 128, 28, 28) 208 / 339, L5 (32, 256, 14, 14) 201 / 380, (32, 512, 7, 7) 189 / 268,
+# (8, 512, 14, 14) 209 / 313, (32, 64, 56, 56) -> 128 219 / 340, -> 48 194 / 232, (8, 64, 56, 56) -> 32
+# 186 / 209, (8, 32, 56, 56) -> 64 174 / 197, -> 32 190 / 199, (8, 64, 28, 28) -> 64 157 / 200, (2, 64,
+# 56, 56) 157 / 178, (1, 64, 112, 112) 203 / 268, (32, 128, 7, 7) 157 / 187 (512 tiles); left out by
+# the rule: (4, 64, 28, 28) 140 / 127 and (1, 64, 56, 56) 132 / 134 (3.2M products), (8, 64, 11, 11) ->
+# 512 147 / 135 (288 tiles), (4, 128, 16, 16) 133 / 117 and (16, 128, 8, 8) 152 / 152 (256 tiles), (2,
+# 128, 28, 28) 147 / 170 (392 tiles: a win given up), (1, 128, 28, 28) 141 / 118, (4, 256, 14, 14) 188 / 216, (1, 512, 14, 14) 133 / 102, (4, 512, 7, 7) 90 / 99, (8, 128,
+# 7, 7) 106 / 67, (2, 256, 7, 7) 75 / 54, (1, 256, 14, 14) 120 / 62, (8, 64, 56, 56) -> 16 172 / 124,
+# (8, 16, 56, 56) -> 16 78 / 58. Float64: L2 108 / 174, L4 110 / 194, L5 112 / 206, (32, 512, 7, 7) 99 / 146.
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_TILES = 512
+WINOGRAD_MIN_PRODUCTS = 1 << 22
+
+# Tiles per work item and input channels per pass of its micro-kernel (the pass's transformed filters,
+# 128 x 32 float32 values, 16 KiB, stay in L1). L5, 2 threads, effective GFLOP/s for 32 / 48 / 64 / 96
+# tiles per item: 318-325 / 323-328 / 327-329 / 325-326 (L2 149 / 163 / 170 / 175): insensitive above 48.
+WINOGRAD_CHUNK_TILES = 64
+WINOGRAD_CHUNK_CHANNELS = 128
+
+
+def winograd_applies(problem):
+    """Whether ``algo="winograd"`` can run this problem: a 3x3 kernel, stride 1, dilation 1."""
+    return problem.kernel_hw == (3, 3) and problem.stride == (1, 1) and problem.dilation == (1, 1)
+
+
+def winograd_tiles(problem):
+    """2x2 output tiles of the Winograd kernel over the batch."""
+    return problem.n_batch * ((problem.out_hw[0] + 1) // 2) * ((problem.out_hw[1] + 1) // 2)
+
+
+def winograd_fits(problem):
+    """Whether ``auto`` runs Winograd for this problem (the rule above)."""
+    c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
+    tiles = winograd_tiles(problem)
+    return (winograd_applies(problem) and min(c_per_group, o_per_group) >= WINOGRAD_MIN_CHANNELS
+            and tiles >= WINOGRAD_MIN_TILES and tiles * c_per_group * o_per_group >= WINOGRAD_MIN_PRODUCTS)
+
+
+def kernel_algos(problem):
+    """The algorithms that can run ``problem`` (what ``algo="measure"`` times)."""
+    return tuple(a for a in CONV2D_KERNEL_ALGOS if a != "winograd" or winograd_applies(problem))
+
+
 # The depthwise kernel's multiply-adds cost about this many of the compute-bound kernels' (one core,
 # GFLOP/s: L7 depthwise 22 vs L2 direct 57, L1 first_layer 60): used to decide when a call is small
 # enough to run on one thread (``fastconv.threads.serial_if_small``).
@@ -226,6 +276,10 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
         if winner is not None:
             return winner, "measured: the fastest candidate when this problem was first run with algo='measure'"
         return "measure", "not measured yet: the first conv2d call with algo='measure' times every algorithm"
+    if algo == "winograd" and not winograd_applies(problem):
+        raise ValueError(f"{fn}: algo='winograd' needs a 3x3 kernel with stride 1 and dilation 1, got kernel "
+                         f"{problem.kernel_hw}, stride {problem.stride}, dilation {problem.dilation}; use "
+                         "algo='auto' or 'direct'")
     if algo != "auto":
         return algo, "requested by the caller"
     o_per_group = problem.c_out // problem.groups
@@ -238,6 +292,10 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
                               "(L6: 186 vs im2col 153 GFLOP/s with AVX-512)")
         return "im2col", "1x1 stride-1 unpadded: a single GEMM with no column copy"
     c_per_group = problem.c_in // problem.groups
+    if winograd_fits(problem):
+        return "winograd", (f"3x3 stride 1, {c_per_group} -> {o_per_group} channels per group on "
+                            f"{winograd_tiles(problem)} 2x2 output tiles: Winograd F(2x2, 3x3), 2.25x fewer "
+                            "multiply-adds (L5: 380 vs direct 201 effective GFLOP/s)")
     if tap_gemm_fits(problem):
         kk = problem.kernel_hw[0] * problem.kernel_hw[1]
         why = (f"<= {TAP_GEMM_MAX_ROWS} GEMM rows" if o_per_group * kk <= TAP_GEMM_MAX_ROWS else
@@ -284,7 +342,7 @@ def measure_key(problem):
 def workspace_bytes(problem, algo):
     """Bytes of temporary memory besides the result."""
     if algo == "measure":  # the candidates run one after another
-        return max(workspace_bytes(problem, a) for a in CONV2D_KERNEL_ALGOS)
+        return max(workspace_bytes(problem, a) for a in kernel_algos(problem))
     kh, kw = problem.kernel_hw
     (top, bottom), (left, right) = problem.pads
     padded = (problem.n_batch * problem.c_in * (problem.in_hw[0] + top + bottom + kh)
@@ -301,6 +359,8 @@ def workspace_bytes(problem, algo):
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":
         return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
+    if algo == "winograd":
+        return winograd_workspace(problem)
     if tap_gemm_fits(problem):
         from .conv_transpose import tap_gemm_workspace  # late: conv_transpose imports this module
 
@@ -310,6 +370,19 @@ def workspace_bytes(problem, algo):
     if problem.pads == ((0, 0), (0, 0)):
         return 0  # the register-blocked kernel reads an unpadded input in place
     return _tile_bytes(problem)
+
+
+def winograd_workspace(problem):
+    """The transformed filters, plus per thread the transformed input and products of one work item and
+    its padded input rows (other padding modes add a padded copy, not counted here)."""
+    block = channel_block(problem.itemsize)
+    c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
+    filters = problem.groups * 16 * -(-o_per_group // block) * block * c_per_group
+    tw = (problem.out_hw[1] + 1) // 2
+    rows = 2 * min((problem.out_hw[0] + 1) // 2, (WINOGRAD_CHUNK_TILES + tw - 2) // tw + 1) + 2
+    per_thread = (16 * (c_per_group * WINOGRAD_CHUNK_TILES + 16) + 16 * (WINOGRAD_CHUNK_TILES * block + 16)
+                  + rows * (2 * tw + 2))
+    return (filters + per_thread * numba.config.NUMBA_NUM_THREADS) * problem.itemsize
 
 
 def _tile_bytes(problem):
@@ -348,7 +421,7 @@ def plan_conv2d(x_shape, weight_shape, *, stride=1, padding=0, dilation=1, group
 
     >>> plan = plan_conv2d((32, 64, 56, 56), (64, 64, 3, 3), padding="same")
     >>> plan.algo, plan.out_shape
-    ('direct', (32, 64, 56, 56))
+    ('winograd', (32, 64, 56, 56))
     """
     from .conv import conv2d_problem  # late import: conv imports dispatch
 

@@ -20,7 +20,12 @@ LAYERS = {
     "L8": (64, 1, 28, 28, 32, 5, 1, 1),
 }
 QUICK_BATCH = 2
-ALGOS = ("direct", "im2col", "depthwise", "first_layer")  # every fastconv algorithm (auto picks one)
+ALGOS = ("direct", "im2col", "depthwise", "first_layer", "winograd")  # every fastconv algorithm (auto picks one)
+
+
+def layer_algos(weight, stride):
+    """The fastconv algorithms that can run a suite layer ("winograd": 3x3 stride 1 only)."""
+    return tuple(a for a in ALGOS if a != "winograd" or (weight.shape[2:] == (3, 3) and stride == 1))
 
 
 def layer_arrays(name, dtype=np.float32, batch=None):
@@ -70,7 +75,7 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
         candidates = {
             algo: (lambda a=algo: fastconv.conv2d(x, weight, bias, stride=stride, padding="same", groups=groups,
                                                   algo=a))
-            for algo in ALGOS
+            for algo in layer_algos(weight, stride)
         }
         if torch is not None:
             candidates["torch"] = _torch_conv(torch, x, weight, bias, stride, groups)
@@ -78,13 +83,13 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
             candidates["onnxruntime"] = _ort_conv(ort, x, weight, bias, stride, groups)
         best = best_times(candidates, repeat=repeat)
         gf = {k: flops / v / 1e9 for k, v in best.items()}
-        ours = max(gf[algo] for algo in ALGOS)
+        ours = max(gf[algo] for algo in layer_algos(weight, stride))
         auto = gf[plan.algo]
         peers = [gf[p] for p in ("torch", "onnxruntime") if p in gf]
         rows.append({
             "case": name, "shape": "x".join(map(str, x.shape)) + f" O{weight.shape[0]} k{weight.shape[2]}"
             f" s{stride}" + (f" g{groups}" if groups > 1 else ""),
-            **{algo: gf[algo] for algo in ALGOS}, "auto": plan.algo, "auto_gflops": auto,
+            **{algo: gf.get(algo) for algo in ALGOS}, "auto": plan.algo, "auto_gflops": auto,
             "best_ours": ours, "peak": peak, "torch": gf.get("torch"), "onnxruntime": gf.get("onnxruntime"),
             "ratio": (auto / max(peers)) if peers else None,
         })
@@ -94,6 +99,6 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
 COLUMNS = [
     ("case", "case", None), ("shape", "shape", None), ("direct", "direct", "{:.1f}"),
     ("im2col", "im2col", "{:.1f}"), ("depthwise", "depthwise", "{:.1f}"), ("first_layer", "first_layer", "{:.1f}"),
-    ("auto", "auto", None), ("peak", "gemm peak", "{:.0f}"),
+    ("winograd", "winograd", "{:.1f}"), ("auto", "auto", None), ("peak", "gemm peak", "{:.0f}"),
     ("torch", "torch", "{:.1f}"), ("onnxruntime", "onnxrt", "{:.1f}"), ("ratio", "auto/best peer", "{:.2f}"),
 ]
