@@ -236,7 +236,7 @@ def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
     groups = problem.groups
     block = channel_block(np.dtype(dtype).itemsize)
     n_blocks = -(-(problem.c_out // groups) // block)
-    wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups, block), dtype)
+    wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups + 1, block), dtype)
     winograd_weights(as_kernel_array(weight, dtype), wino)
     items = groups * -(-winograd_tiles(problem) // WINOGRAD_CHUNK_TILES)
     (top, _), (left, _) = problem.pads

@@ -377,7 +377,7 @@ def winograd_workspace(problem):
     its padded input rows (other padding modes add a padded copy, not counted here)."""
     block = channel_block(problem.itemsize)
     c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
-    filters = problem.groups * 16 * -(-o_per_group // block) * block * c_per_group
+    filters = problem.groups * 16 * -(-o_per_group // block) * block * (c_per_group + 1)
     tw = (problem.out_hw[1] + 1) // 2
     rows = 2 * min((problem.out_hw[0] + 1) // 2, (WINOGRAD_CHUNK_TILES + tw - 2) // tw + 1) + 2
     per_thread = (16 * (c_per_group * WINOGRAD_CHUNK_TILES + 16) + 16 * (WINOGRAD_CHUNK_TILES * block + 16)

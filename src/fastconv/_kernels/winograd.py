@@ -14,8 +14,10 @@ where the direct kernel does 36 (2.25x fewer), plus the transforms, which are li
 output sizes only. The coefficients are 0, +-1 and +-1/2: rounding errors stay within a few units in the
 last place of the direct sums.
 
-Layout. ``U`` (G, 16, n_blocks, C/G, B) holds the transformed filters packed like the direct kernel's
-weights (``B = channel_block`` output channels per block, zeros beyond O/G). Tiles are numbered
+Layout. ``U`` (G, 16, n_blocks, C/G + 1, B) holds the transformed filters packed like the direct
+kernel's weights (``B = channel_block`` output channels per block, zeros beyond O/G); the extra row per
+block is never read: it keeps the 16 planes off a multiple of 4 KiB apart (see below; L5, one thread:
+filter transform 3.0 -> 0.4 ms). Tiles are numbered
 ``t = (n * TH + ty) * TW + tx`` over the batch (``TH, TW = ceil(OH / 2), ceil(OW / 2)``) and cut into
 chunks of ``chunk_tiles``. For a chunk a thread writes ``V[e][c][k]`` (chunk tile ``k``) into its own
 buffer, then runs the direct kernel's register-blocked micro-kernel (:func:`.conv_direct.tap_microkernel`:
@@ -46,19 +48,19 @@ def winograd_weights(weight, wino):
     """``wino[g, e, blk, c, i] = (G w G^T)[e]`` of ``w = weight[g * O/G + blk * B + i, c]`` (e = 4 * row +
     column of the 4 x 4 transformed filter), zero for ``blk * B + i >= O/G``.
 
-    Contract: ``weight`` (O, C/G, 3, 3) and ``wino`` (G, 16, n_blocks, C/G, B) C-contiguous, one float
-    dtype, ``n_blocks * B >= O / G``. Parallel ownership: one (group, block, channel) per iteration."""
+    Contract: ``weight`` (O, C/G, 3, 3) and ``wino`` (G, 16, n_blocks, C/G + 1, B) C-contiguous, one float
+    dtype, ``n_blocks * B >= O / G`` (row ``C/G`` of each block is left as it is). Parallel ownership: one (group, block, channel) per iteration."""
     c_out, c_per_group = weight.shape[0], weight.shape[1]
-    n_groups, n_blocks, block = wino.shape[0], wino.shape[2], wino.shape[4]
+    n_groups, n_blocks, block_rows, block = wino.shape[0], wino.shape[2], wino.shape[3], wino.shape[4]
     o_per_group = c_out // n_groups
     wf = weight.reshape(-1)
     uf = wino.reshape(-1)
-    es = n_blocks * c_per_group * block  # between the 16 planes of a group
+    es = n_blocks * block_rows * block  # between the 16 planes of a group
     for gbc in prange(n_groups * n_blocks * c_per_group):
         g = gbc // (n_blocks * c_per_group)
         blk = gbc // c_per_group % n_blocks
         c = gbc % c_per_group
-        d0 = g * 16 * es + (blk * c_per_group + c) * block
+        d0 = g * 16 * es + (blk * block_rows + c) * block
         for i in range(block):
             o = blk * block + i
             d = np.uint64(d0 + i)
@@ -94,40 +96,56 @@ def winograd_conv(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, ru
     - ``x``: (N, C, H, W) C-contiguous, unpadded; ``out``: (N, O, OH, OW) with ``OH, OW`` the stride-1
       output sizes of a 3x3 kernel under padding ``(top, left)`` and some bottom / right padding (reads
       beyond the input are zeros); one float dtype throughout.
-    - ``wino``: (G, 16, n_blocks, C/G, B) from :func:`winograd_weights`; ``bias``: (O,).
+    - ``wino``: (G, 16, n_blocks, C/G + 1, B) from :func:`winograd_weights`; ``bias``: (O,).
     - ``chunk_tiles``: tiles per chunk, a multiple of ``NP``; ``chunk_channels`` >= 1: input channels per
       pass of the micro-kernel (its weights stay in L1); ``runs`` >= 1: channel-block runs per chunk
       (from the shape only); ``workers`` >= 1 threads.
     """
-    n_batch = x.shape[0]
-    n_groups, c_per_group, block = wino.shape[0], wino.shape[3], wino.shape[4]
+    n_items = wino.shape[0] * _n_chunks(x, out, chunk_tiles) * runs
+    counters = range_counters(n_items, workers)
+    for worker in prange(workers):
+        # int64: numba types the prange index int64 and uint64 in turn, which would compile this twice
+        _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters,
+                         np.int64(worker), workers, n_items)
+
+
+@kernel
+def _n_chunks(x, out, chunk_tiles):
+    """Chunks of ``chunk_tiles`` 2x2 output tiles over the batch."""
+    tiles = x.shape[0] * ((out.shape[2] + 1) // 2) * ((out.shape[3] + 1) // 2)
+    return (tiles + chunk_tiles - 1) // chunk_tiles
+
+
+@kernel
+def _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters, worker, workers,
+                     n_items):
+    """One thread's share of :func:`winograd_conv`: its buffers, then the items it claims. A compiled
+    function of its own: in the ``prange`` body this setup made the kernel compile 3.8 s instead of ~1."""
+    n_groups, block = wino.shape[0], wino.shape[4]
+    c_per_group = x.shape[1] // n_groups
     oh, ow = out.shape[2], out.shape[3]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
-    n_chunks = (n_batch * th * tw + chunk_tiles - 1) // chunk_tiles
-    n_items = n_groups * n_chunks * runs
     v_planes = c_per_group * chunk_tiles + PLANE_PAD
     row_len = 2 * tw + 2
     chunk_rows = 2 * min(th, (chunk_tiles + tw - 2) // tw + 1) + 2  # input rows of a chunk's part of an image
-    counters = range_counters(n_items, workers)
-    for worker in prange(workers):
-        # Zeros: the last micro-tile of a chunk reads slots past its tiles (finite values, results unused).
-        v = np.zeros(16 * v_planes, dtype=out.dtype)
-        m = np.empty(16 * (chunk_tiles * block + PLANE_PAD), dtype=out.dtype)
-        rows = np.empty(chunk_rows * row_len, dtype=out.dtype)
-        tile_base = np.empty(chunk_tiles, dtype=np.int64)
-        pix = np.empty(16 * chunk_tiles, dtype=np.int64)
-        for e in range(16):
-            for k in range(chunk_tiles):
-                pix[e * chunk_tiles + k] = e * v_planes + k
-        starts = np.empty(c_per_group, dtype=np.int64)
-        for c in range(c_per_group):
-            starts[c] = c * chunk_tiles
-        loaded = np.int64(-1)  # the (group, chunk) whose transformed input v holds (not a literal: one type)
-        item, used = next_item(counters, worker, 0, workers, n_items)
-        while item >= 0:
-            loaded = _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, item, loaded,
-                                    v, m, rows, tile_base, pix, starts)
-            item, used = next_item(counters, worker, used, workers, n_items)
+    # Zeros: the last micro-tile of a chunk reads slots past its tiles (finite values, results unused).
+    v = np.zeros(16 * v_planes, dtype=out.dtype)
+    m = np.empty(16 * (chunk_tiles * block + PLANE_PAD), dtype=out.dtype)
+    rows = np.empty(chunk_rows * row_len, dtype=out.dtype)
+    tile_base = np.empty(chunk_tiles, dtype=np.int64)
+    pix = np.empty(16 * chunk_tiles, dtype=np.int64)
+    for e in range(16):
+        for k in range(chunk_tiles):
+            pix[e * chunk_tiles + k] = e * v_planes + k
+    starts = np.empty(c_per_group, dtype=np.int64)
+    for c in range(c_per_group):
+        starts[c] = c * chunk_tiles
+    loaded = np.int64(-1)  # the (group, chunk) whose transformed input v holds (not a literal: one type)
+    item, used = next_item(counters, worker, 0, workers, n_items)
+    while item >= 0:
+        loaded = _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, item, loaded,
+                                v, m, rows, tile_base, pix, starts)
+        item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @kernel
@@ -135,7 +153,8 @@ def _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, r
                    tile_base, pix, starts):
     """Work item ``item`` of :func:`winograd_conv`; returns the (group, chunk) span ``v`` holds after it."""
     n_batch = x.shape[0]
-    n_groups, n_blocks, c_per_group, block = wino.shape[0], wino.shape[2], wino.shape[3], wino.shape[4]
+    n_groups, n_blocks, block = wino.shape[0], wino.shape[2], wino.shape[4]
+    c_per_group = x.shape[1] // n_groups
     oh, ow = out.shape[2], out.shape[3]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     n_tiles = n_batch * th * tw
