@@ -28,12 +28,19 @@ CONV_CASES = {
     "few-out-tap-gemm": dict(x=(2, 32, 9, 8), w=(3, 32, 3, 3), kw=dict(padding=1, padding_mode="replicate")),
     # A larger strided input: several stride phases, pooled plane buffers.
     "large-s2-same": dict(x=(2, 8, 66, 64), w=(8, 8, 3, 3), kw=dict(stride=2, padding="same")),
+    # Odd sizes, "full" padding, a partial channel block (37 = 32 + 5 float32 channels).
+    "odd-wide-full": dict(x=(2, 3, 9, 21), w=(37, 3, 3, 3), kw=dict(padding="full")),
 }
 
 
+# Every case on direct and im2col; the 3x3 stride-1 ones on winograd too (vector transforms of 8 / 4
+# tiles, a partial channel block, odd sizes, a padded copy for replicate padding).
+CONV_RUNS = [(case, algo) for case in CONV_CASES for algo in ("direct", "im2col")] + [
+    (case, "winograd") for case in ("k3-same", "few-out-tap-gemm", "odd-wide-full")]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("algo", ["direct", "im2col"])
-@pytest.mark.parametrize("case", list(CONV_CASES))
+@pytest.mark.parametrize("case, algo", CONV_RUNS)
 def test_conv2d_matches_reference(case, algo, dtype):
     spec = CONV_CASES[case]
     x, w = _arr(*spec["x"]).astype(dtype), _arr(*spec["w"]).astype(dtype)

@@ -238,11 +238,11 @@ def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
     n_blocks = -(-(problem.c_out // groups) // block)
     wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups + 1, block), dtype)
     winograd_weights(as_kernel_array(weight, dtype), wino)
-    items = groups * -(-winograd_tiles(problem) // WINOGRAD_CHUNK_TILES)
+    chunk = -(-WINOGRAD_CHUNK_TILES // NP) * NP  # whole micro-tiles (AVX2: 6 positions)
+    items = groups * -(-winograd_tiles(problem) // chunk)
     (top, _), (left, _) = problem.pads
     winograd_conv(as_kernel_array(x, dtype), wino, _bias_or_zeros(bias, problem.c_out, dtype), out, top, left,
-                  WINOGRAD_CHUNK_TILES, WINOGRAD_CHUNK_CHANNELS, min(n_blocks, -(-DIRECT_MIN_ITEMS // items)),
-                  current_threads())
+                  chunk, WINOGRAD_CHUNK_CHANNELS, min(n_blocks, -(-DIRECT_MIN_ITEMS // items)), current_threads())
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels.conv_direct import channel_block
+from ._kernels.conv_direct import NP, channel_block
 from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.simd import HAS_AVX512
 from ._validate import FLOAT_DTYPES, check_choice
@@ -373,16 +373,18 @@ def workspace_bytes(problem, algo):
 
 
 def winograd_workspace(problem):
-    """The transformed filters, plus per thread the transformed input and products of one work item and
-    its padded input rows (other padding modes add a padded copy, not counted here)."""
+    """The transformed filters, plus per thread the transformed input and products of one work item, its
+    padded input rows and its index tables (other padding modes add a padded copy, not counted here)."""
     block = channel_block(problem.itemsize)
     c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
     filters = problem.groups * 16 * -(-o_per_group // block) * block * (c_per_group + 1)
     tw = (problem.out_hw[1] + 1) // 2
-    rows = 2 * min((problem.out_hw[0] + 1) // 2, (WINOGRAD_CHUNK_TILES + tw - 2) // tw + 1) + 2
-    per_thread = (16 * (c_per_group * WINOGRAD_CHUNK_TILES + 16) + 16 * (WINOGRAD_CHUNK_TILES * block + 16)
-                  + rows * (2 * tw + 2))
-    return (filters + per_thread * numba.config.NUMBA_NUM_THREADS) * problem.itemsize
+    chunk = -(-WINOGRAD_CHUNK_TILES // NP) * NP  # whole micro-tiles, as conv2d rounds it
+    slots = chunk + (chunk + tw - 1) // tw
+    rows = 2 * ((min((problem.out_hw[0] + 1) // 2, (chunk + tw - 2) // tw + 1) + 1) * (2 * tw + 2) + 20)
+    per_thread = (16 * (c_per_group * slots + 16) + 16 * (chunk * block + 16) + rows) * problem.itemsize
+    tables = 8 * (16 * chunk + c_per_group)  # int64 slot table and channel offsets
+    return filters * problem.itemsize + (per_thread + tables) * numba.config.NUMBA_NUM_THREADS
 
 
 def _tile_bytes(problem):

@@ -10,6 +10,7 @@ convolution's register-blocked micro-kernel (``conv_direct.py``) builds on the s
 The vector type never crosses a kernel boundary: kernels still take only arrays and ints.
 """
 
+import operator
 import platform
 
 import numba
@@ -17,7 +18,7 @@ from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 VEC_BYTES = 32  # AVX2 register; LLVM splits it on narrower targets
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -204,8 +205,37 @@ def _vector_binop(name):
 
 
 vadd = _vector_binop("fadd")
+vsub = _vector_binop("fsub")
 vmul = _vector_binop("fmul")
 vdiv = _vector_binop("fdiv")
+
+
+def _vector_operator(op, intrinsic_op):
+    """``a <op> b`` on two vectors of one type, so one ``@inline`` formula serves scalars and vectors."""
+    @overload(op)
+    def impl(a, b):
+        if isinstance(a, Vec) and a == b:
+            return lambda a, b: intrinsic_op(a, b)
+
+
+_vector_operator(operator.add, vadd)
+_vector_operator(operator.sub, vsub)
+
+
+@intrinsic
+def vstore_strided(typingctx, arr, index, stride, v):
+    """``arr.flat[index + l * stride] = v[l]`` for every lane ``l`` (one scalar store per lane)."""
+    if not (float_array(arr) and isinstance(v, Vec) and arr.dtype == v.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr_v, index_v, stride_v, vec = args
+        for lane in range(sig.args[3].lanes):
+            at = builder.add(index_v, builder.mul(stride_v, ir.Constant(index_v.type, lane)))
+            builder.store(builder.extract_element(vec, ir.Constant(ir.IntType(32), lane)),
+                          address(context, builder, sig.args[0], arr_v, at))
+        return context.get_dummy_value()
+    return types.void(arr, index, stride, v), codegen
 
 
 @intrinsic

@@ -19,13 +19,17 @@ kernel's weights (``B = channel_block`` output channels per block, zeros beyond 
 block is never read: it keeps the 16 planes off a multiple of 4 KiB apart (see below; L5, one thread:
 filter transform 3.0 -> 0.4 ms). Tiles are numbered
 ``t = (n * TH + ty) * TW + tx`` over the batch (``TH, TW = ceil(OH / 2), ceil(OW / 2)``) and cut into
-chunks of ``chunk_tiles``. For a chunk a thread writes ``V[e][c][k]`` (chunk tile ``k``) into its own
-buffer, then runs the direct kernel's register-blocked micro-kernel (:func:`.conv_direct.tap_microkernel`:
-the chunk's tiles are its "positions", input channels its "taps") for every ``e``, then the output
-transform, which adds the bias and writes the chunk's tiles of one channel block to ``out`` (the last
-row and column of an odd-sized output are dropped). The 16 planes of ``V`` and of ``M`` are
-``PLANE_PAD`` values more than a power of two apart: 16 streams 4 KiB apart share one set of the 8-way
-L1 cache (measured on L5: input transform 20 -> 7.6 ms, output transform 8.3 -> 2.0 ms, one thread).
+chunks of ``chunk_tiles``. For a chunk a thread writes ``V[e][c][s]`` into its own buffer (slot ``s`` of
+a tile: its place in its tile row plus one spare slot per tile-row boundary, so that ``lanes`` consecutive
+slots read their patches at one stride and transform as one vector, 8 float32 / 4 float64 tiles at a
+time), then runs the direct kernel's register-blocked micro-kernel (:func:`.conv_direct.tap_microkernel`:
+the chunk's tiles are its "positions", read through a table of their slots, and input channels its
+"taps") for every ``e``, then the output transform, ``lanes`` output channels at a time, which adds the
+bias and writes the chunk's tiles of one channel block to ``out`` (the last row and column of an
+odd-sized output are dropped). The 16 planes of ``V`` and of ``M`` are ``PLANE_PAD`` values more than a
+power of two apart: 16 streams 4 KiB apart share one set of the 8-way L1 cache (measured on L5: input
+transform 20 -> 7.6 ms, output transform 8.3 -> 2.0 ms, one thread; unsigned indices then 2.6 and 1.6 ms,
+vectors 1.4 and 0.8 ms, next to 29 ms of GEMM).
 
 Parallel ownership: a work item is (group, chunk of tiles, run of channel blocks), the run varying
 fastest; a thread keeps the chunk's ``V`` while its next item has the same chunk. An item writes only
@@ -39,6 +43,7 @@ from numba import prange
 from .._jit import inline, kernel, parallel_kernel
 from .claim import next_item, range_counters
 from .conv_direct import NP, tap_microkernel
+from .simd import vec_lanes, vload, vload_even, vload_odd, vstore, vstore_strided
 
 PLANE_PAD = 16  # values added to the distance between the 16 planes of V and of M (one cache line)
 
@@ -125,32 +130,28 @@ def _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels,
     c_per_group = x.shape[1] // n_groups
     oh, ow = out.shape[2], out.shape[3]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
-    v_planes = c_per_group * chunk_tiles + PLANE_PAD
-    row_len = 2 * tw + 2
-    chunk_rows = 2 * min(th, (chunk_tiles + tw - 2) // tw + 1) + 2  # input rows of a chunk's part of an image
-    # Zeros: the last micro-tile of a chunk reads slots past its tiles (finite values, results unused).
-    v = np.zeros(16 * v_planes, dtype=out.dtype)
+    chunk_slots = chunk_tiles + (chunk_tiles + tw - 1) // tw  # tiles + one spare slot per tile-row boundary
+    # The input rows of one image's part of a chunk, even and odd rows in two planes, plus room for the
+    # vector loads past the last row.
+    plane = (min(th, (chunk_tiles + tw - 2) // tw + 1) + 1) * (2 * tw + 2) + 2 * vec_lanes(out) + 4
+    v = np.empty(16 * (c_per_group * chunk_slots + PLANE_PAD), dtype=out.dtype)
     m = np.empty(16 * (chunk_tiles * block + PLANE_PAD), dtype=out.dtype)
-    rows = np.empty(chunk_rows * row_len, dtype=out.dtype)
-    tile_base = np.empty(chunk_tiles, dtype=np.int64)
+    rows = np.empty(2 * plane, dtype=out.dtype)
     pix = np.empty(16 * chunk_tiles, dtype=np.int64)
-    for e in range(16):
-        for k in range(chunk_tiles):
-            pix[e * chunk_tiles + k] = e * v_planes + k
     starts = np.empty(c_per_group, dtype=np.int64)
     for c in range(c_per_group):
-        starts[c] = c * chunk_tiles
+        starts[c] = c * chunk_slots
     loaded = np.int64(-1)  # the (group, chunk) whose transformed input v holds (not a literal: one type)
     item, used = next_item(counters, worker, 0, workers, n_items)
     while item >= 0:
-        loaded = _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, item, loaded,
-                                v, m, rows, tile_base, pix, starts)
+        loaded = _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_slots, chunk_channels, runs, item,
+                                loaded, v, m, rows, pix, starts)
         item, used = next_item(counters, worker, used, workers, n_items)
 
 
 @kernel
-def _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, item, loaded, v, m, rows,
-                   tile_base, pix, starts):
+def _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_slots, chunk_channels, runs, item, loaded, v,
+                   m, rows, pix, starts):
     """Work item ``item`` of :func:`winograd_conv`; returns the (group, chunk) span ``v`` holds after it."""
     n_batch = x.shape[0]
     n_groups, n_blocks, block = wino.shape[0], wino.shape[2], wino.shape[4]
@@ -165,7 +166,8 @@ def _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, r
     t0 = span % n_chunks * chunk_tiles
     nt = min(chunk_tiles, n_tiles - t0)
     if span != loaded:
-        _input_transform(x, g * c_per_group, c_per_group, top, left, th, tw, t0, nt, chunk_tiles, v, rows, tile_base)
+        _input_transform(x, g * c_per_group, c_per_group, top, left, th, tw, t0, nt, chunk_tiles, chunk_slots, v, rows,
+                         pix)
     per_run = (n_blocks + runs - 1) // runs
     m_planes = chunk_tiles * block + PLANE_PAD
     of = out.reshape(-1)
@@ -184,57 +186,153 @@ def _winograd_item(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, r
 
 
 @kernel
-def _input_transform(x, c_first, c_count, top, left, th, tw, t0, nt, chunk_tiles, v, rows, tile_base):
-    """``v[e * P + c * chunk_tiles + k] = (B^T d B)[e]`` of channel ``c_first + c`` under tile ``t0 + k``
-    (``k < nt``, ``P = c_count * chunk_tiles + PLANE_PAD``), through ``rows``: the padded input rows of one
-    image's part of the chunk, ``2 * TW + 2`` values each (zeros outside the input)."""
+def _input_transform(x, c_first, c_count, top, left, th, tw, t0, nt, chunk_tiles, chunk_slots, v, rows, pix):
+    """``v[e * P + c * chunk_slots + s] = (B^T d B)[e]`` of channel ``c_first + c`` under the chunk's tile at
+    slot ``s`` (``P = c_count * chunk_slots + PLANE_PAD``), and ``pix[e * chunk_tiles + k] = e * P +`` the slot
+    of tile ``t0 + k`` (the micro-kernel's positions; its padded last micro-tile repeats the last tile).
+
+    Slots: within one image's part of the chunk (tile rows ``ty_a .. ty_b``) tile ``(ty, tx)`` has slot
+    ``(ty - ty_a) * (TW + 1) + tx`` (less the first tile's, plus the slots of the parts before): one spare
+    slot at each tile-row boundary, so that every slot ``s`` reads its 4 x 4 patch at ``rows[2 * s + ...]``
+    and ``lanes`` consecutive slots transform as one vector (the spare slots compute values never read).
+    ``rows``: two planes, the zero-padded input rows ``2 * (ty_a + r) - top`` (even) and ``+ 1`` (odd) at
+    ``r * (2 * TW + 2)`` in each."""
     n_batch, c_in, ih, iw = x.shape
     xf = x.reshape(-1)
+    lanes = vec_lanes(v)
     row_len = 2 * tw + 2
-    es = c_count * chunk_tiles + PLANE_PAD
+    plane = rows.size // 2
+    es = c_count * chunk_slots + PLANE_PAD
     per_image = th * tw
+    slot0 = 0  # slots of the image parts done
     t = t0
     while t < t0 + nt:
         n = t // per_image
         t_end = min(t0 + nt, (n + 1) * per_image)
         ty_a = (t - n * per_image) // tw
         ty_b = (t_end - 1 - n * per_image) // tw
-        n_rows = 2 * (ty_b - ty_a) + 4
-        ty, tx = ty_a, t - n * per_image - ty_a * tw
-        for tt in range(t - t0, t_end - t0):
-            tile_base[tt] = 2 * (ty - ty_a) * row_len + 2 * tx
+        first = t - n * per_image - ty_a * tw
+        last = (ty_b - ty_a) * (tw + 1) + t_end - 1 - n * per_image - ty_b * tw
+        ty, tx = ty_a, first
+        for k in range(t - t0, t_end - t0):
+            s = slot0 + (ty - ty_a) * (tw + 1) + tx - first
+            for e in range(16):
+                pix[e * chunk_tiles + k] = e * es + s
             tx += 1
             if tx == tw:
                 tx, ty = 0, ty + 1
         for c in range(c_count):
-            src = ((n * c_in + c_first + c) * ih) * iw
-            for r in range(n_rows):
-                iy = 2 * ty_a + r - top
-                row = r * row_len
-                for j in range(row_len):
-                    rows[np.uint64(row + j)] = 0.0
-                if 0 <= iy < ih:
-                    for j in range(iw):  # row_len >= left + W (the output covers the input)
-                        rows[np.uint64(row + left + j)] = xf[np.uint64(src + iy * iw + j)]
-            for tt in range(t - t0, t_end - t0):
-                b = np.uint64(tile_base[tt])
-                rl, one = np.uint64(row_len), np.uint64(1)
-                d00, d01, d02, d03 = _four(rows, b, one)
-                d10, d11, d12, d13 = _four(rows, b + rl, one)
-                d20, d21, d22, d23 = _four(rows, b + rl + rl, one)
-                d30, d31, d32, d33 = _four(rows, b + rl + rl + rl, one)
-                # B^T along the columns of the patch, then along its rows
-                r00, r01, r02, r03 = d00 - d20, d01 - d21, d02 - d22, d03 - d23
-                r10, r11, r12, r13 = d10 + d20, d11 + d21, d12 + d22, d13 + d23
-                r20, r21, r22, r23 = d20 - d10, d21 - d11, d22 - d12, d23 - d13
-                r30, r31, r32, r33 = d10 - d30, d11 - d31, d12 - d32, d13 - d33
-                k = np.uint64(c * chunk_tiles + tt)
-                s = np.uint64(es)
-                _patch_row(v, k, s, r00, r01, r02, r03)
-                _patch_row(v, k + np.uint64(4) * s, s, r10, r11, r12, r13)
-                _patch_row(v, k + np.uint64(8) * s, s, r20, r21, r22, r23)
-                _patch_row(v, k + np.uint64(12) * s, s, r30, r31, r32, r33)
+            _load_rows(xf, (n * c_in + c_first + c) * ih * iw, ih, iw, 2 * ty_a - top, 2 * (ty_b - ty_a + 2), left,
+                       row_len, rows, plane)
+            dst = c * chunk_slots + slot0 - first
+            if last - first + 1 >= lanes:
+                s = first
+                while s <= last:
+                    sv = min(s, last + 1 - lanes)  # the last vector shifted back: a few slots again, same values
+                    _vector_tiles_in(rows, plane, row_len, sv, v, dst + sv, es)
+                    s += lanes
+            else:
+                for s in range(first, last + 1):
+                    _scalar_tile_in(rows, plane, row_len, s, v, dst + s, es)
+        slot0 += last - first + 1
         t = t_end
+    for k in range(nt, (nt + NP - 1) // NP * NP):
+        for e in range(16):
+            pix[e * chunk_tiles + k] = pix[e * chunk_tiles + nt - 1]
+
+
+@inline
+def _load_rows(xf, src, ih, iw, iy0, n_rows, left, row_len, rows, plane):
+    """Input rows ``iy0 .. iy0 + n_rows - 1`` of the plane at ``xf[src:]``, zero-padded (``left`` zeros
+    first, zero rows outside the input), alternately into the even and odd plane of ``rows``."""
+    for r in range(n_rows):
+        iy = iy0 + r
+        row = (r & 1) * plane + (r >> 1) * row_len
+        if 0 <= iy < ih:  # row_len >= left + W (the output covers the input)
+            for j in range(left):
+                rows[np.uint64(row + j)] = 0.0
+            _copy_row(rows, row + left, xf, src + iy * iw, iw)
+            for j in range(left + iw, row_len):
+                rows[np.uint64(row + j)] = 0.0
+        else:
+            for j in range(row_len):
+                rows[np.uint64(row + j)] = 0.0
+
+
+@inline
+def _copy_row(dst, d0, src, s0, count):
+    """``dst[d0 + j] = src[s0 + j]`` for ``j < count``: vectors, the last one shifted back to end at
+    ``count`` (same values written twice); scalars when ``count`` is below one vector."""
+    lanes = vec_lanes(dst)
+    if count < lanes:
+        for j in range(count):
+            dst[np.uint64(d0 + j)] = src[np.uint64(s0 + j)]
+        return
+    j = 0
+    while j < count:
+        j = min(j, count - lanes)
+        vstore(dst, d0 + j, vload(src, s0 + j))
+        j += lanes
+
+
+@inline
+def _bt(d0, d1, d2, d3):
+    """``B^T (d0, d1, d2, d3)`` (scalars or vectors)."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@inline
+def _at(m0, m1, m2, m3):
+    """``A^T (m0, m1, m2, m3)`` (scalars or vectors)."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@inline
+def _tile_in(p0, p1, p2, p3):
+    """``B^T d B`` of the patch with rows ``p0 .. p3`` (4-tuples): its 4 rows."""
+    c0, c1 = _bt(p0[0], p1[0], p2[0], p3[0]), _bt(p0[1], p1[1], p2[1], p3[1])
+    c2, c3 = _bt(p0[2], p1[2], p2[2], p3[2]), _bt(p0[3], p1[3], p2[3], p3[3])
+    return (_bt(c0[0], c1[0], c2[0], c3[0]), _bt(c0[1], c1[1], c2[1], c3[1]), _bt(c0[2], c1[2], c2[2], c3[2]),
+            _bt(c0[3], c1[3], c2[3], c3[3]))
+
+
+@inline
+def _tile_out(r0, r1, r2, r3):
+    """``A^T M A`` of the 4 x 4 ``M`` with rows ``r0 .. r3`` (4-tuples): ``((y00, y01), (y10, y11))``."""
+    c0, c1 = _at(r0[0], r1[0], r2[0], r3[0]), _at(r0[1], r1[1], r2[1], r3[1])
+    c2, c3 = _at(r0[2], r1[2], r2[2], r3[2]), _at(r0[3], r1[3], r2[3], r3[3])
+    return _at(c0[0], c1[0], c2[0], c3[0]), _at(c0[1], c1[1], c2[1], c3[1])
+
+
+@inline
+def _scalar_tile_in(rows, plane, row_len, s, v, k, es):
+    """The transformed patch of slot ``s`` into ``v[k + e * es]``, e < 16."""
+    b, p, r, one = np.uint64(2 * s), np.uint64(plane), np.uint64(row_len), np.uint64(1)
+    out = _tile_in(_four(rows, b, one), _four(rows, p + b, one), _four(rows, b + r, one), _four(rows, p + b + r, one))
+    k, e1 = np.uint64(k), np.uint64(es)
+    e4 = e1 + e1 + e1 + e1
+    _put_four(v, k, e1, out[0])
+    _put_four(v, k + e4, e1, out[1])
+    _put_four(v, k + e4 + e4, e1, out[2])
+    _put_four(v, k + e4 + e4 + e4, e1, out[3])
+
+
+@inline
+def _vector_tiles_in(rows, plane, row_len, s, v, k, es):
+    """The transformed patches of slots ``s .. s + lanes - 1`` into ``v[k + e * es:]`` (one vector per e)."""
+    b = 2 * s
+    out = _tile_in(_patch_row_vectors(rows, b), _patch_row_vectors(rows, plane + b),
+                   _patch_row_vectors(rows, b + row_len), _patch_row_vectors(rows, plane + b + row_len))
+    _vector_put_four(v, k, es, out[0])
+    _vector_put_four(v, k + 4 * es, es, out[1])
+    _vector_put_four(v, k + 8 * es, es, out[2])
+    _vector_put_four(v, k + 12 * es, es, out[3])
+
+
+@inline
+def _patch_row_vectors(rows, b):
+    """Columns 0-3 of a patch row for ``lanes`` consecutive slots: ``rows[b + 2 * l + j]``, j < 4."""
+    return vload_even(rows, b), vload_odd(rows, b), vload_even(rows, b + 2), vload_odd(rows, b + 2)
 
 
 @inline
@@ -245,22 +343,33 @@ def _four(arr, a, step):
 
 
 @inline
-def _patch_row(v, k, s, a, b, c, d):
-    """Row ``(a, b, c, d)`` of ``B^T d`` times ``B``: the 4 values ``s`` apart from ``v[k]``."""
-    v[k] = a - c
-    v[k + s] = b + c
-    v[k + s + s] = c - b
-    v[k + s + s + s] = b - d
+def _put_four(arr, a, step, values):
+    """``arr[a + j * step] = values[j]``, j < 4 (unsigned indices)."""
+    arr[a] = values[0]
+    arr[a + step] = values[1]
+    arr[a + step + step] = values[2]
+    arr[a + step + step + step] = values[3]
+
+
+@inline
+def _vector_put_four(arr, a, step, values):
+    """``vstore(arr, a + j * step, values[j])``, j < 4."""
+    vstore(arr, a, values[0])
+    vstore(arr, a + step, values[1])
+    vstore(arr, a + 2 * step, values[2])
+    vstore(arr, a + 3 * step, values[3])
 
 
 @kernel
 def _output_transform(m, m_planes, block, n_groups, g, blk, bias, out, th, tw, t0, nt):
     """``out`` tiles ``t0 .. t0 + nt - 1`` of the output channels ``g * O/G + blk * B + i`` (``i < B``, those
-    below O/G): ``A^T M A + bias`` from ``m[e * m_planes + k * B + i]``."""
+    below O/G): ``A^T M A + bias`` from ``m[e * m_planes + k * B + i]``, ``lanes`` channels at a time (the
+    output stores are scalar: the channels are ``OH * OW`` apart)."""
     n_batch, c_out, oh, ow = out.shape
     o_per_group = c_out // n_groups
     n_rows = min(block, o_per_group - blk * block)
     o_first = g * o_per_group + blk * block
+    lanes = vec_lanes(out)
     ohw = oh * ow
     of = out.reshape(-1)
     e1 = np.uint64(m_planes)
@@ -274,21 +383,43 @@ def _output_transform(m, m_planes, block, n_groups, g, blk, bias, out, th, tw, t
         oy, ox = 2 * ty, 2 * tx
         right, below = ox + 1 < ow, oy + 1 < oh
         dst = (n * c_out + o_first) * ohw + oy * ow + ox
-        for i in range(n_rows):
-            a = np.uint64(k * block + i)
-            m0, m1, m2, m3 = _four(m, a, e1)
-            m4, m5, m6, m7 = _four(m, a + e4, e1)
-            m8, m9, m10, m11 = _four(m, a + e4 + e4, e1)
-            m12, m13, m14, m15 = _four(m, a + e4 + e4 + e4, e1)
-            # A^T along the columns, then along the rows
-            s00, s01, s02, s03 = m0 + m4 + m8, m1 + m5 + m9, m2 + m6 + m10, m3 + m7 + m11
-            s10, s11, s12, s13 = m4 - m8 - m12, m5 - m9 - m13, m6 - m10 - m14, m7 - m11 - m15
-            b = bias[o_first + i]
-            d = np.uint64(dst + i * ohw)
-            of[d] = s00 + s01 + s02 + b
+        i = 0
+        while i + lanes <= n_rows:
+            a = k * block + i
+            ys = _tile_out(_vector_four(m, a, m_planes), _vector_four(m, a + 4 * m_planes, m_planes),
+                           _vector_four(m, a + 8 * m_planes, m_planes), _vector_four(m, a + 12 * m_planes, m_planes))
+            b = vload(bias, o_first + i)
+            d = dst + i * ohw
+            vstore_strided(of, d, ohw, ys[0][0] + b)
             if right:
-                of[d + np.uint64(1)] = s01 - s02 - s03 + b
+                vstore_strided(of, d + 1, ohw, ys[0][1] + b)
             if below:
-                of[d + np.uint64(ow)] = s10 + s11 + s12 + b
+                vstore_strided(of, d + ow, ohw, ys[1][0] + b)
                 if right:
-                    of[d + np.uint64(ow + 1)] = s11 - s12 - s13 + b
+                    vstore_strided(of, d + ow + 1, ohw, ys[1][1] + b)
+            i += lanes
+        for i in range(i, n_rows):
+            a = np.uint64(k * block + i)
+            ys = _tile_out(_four(m, a, e1), _four(m, a + e4, e1), _four(m, a + e4 + e4, e1),
+                           _four(m, a + e4 + e4 + e4, e1))
+            b = bias[o_first + i]
+            _store_tile(of, dst + i * ohw, ow, right, below, ys[0][0] + b, ys[0][1] + b, ys[1][0] + b, ys[1][1] + b)
+
+
+@inline
+def _vector_four(arr, a, step):
+    """``vload(arr, a + j * step)``, j < 4."""
+    return vload(arr, a), vload(arr, a + step), vload(arr, a + 2 * step), vload(arr, a + 3 * step)
+
+
+@inline
+def _store_tile(of, d, ow, right, below, y00, y01, y10, y11):
+    """A 2 x 2 output tile at ``of[d]``, its right column / lower row only if inside the output."""
+    d = np.uint64(d)
+    of[d] = y00
+    if right:
+        of[d + np.uint64(1)] = y01
+    if below:
+        of[d + np.uint64(ow)] = y10
+        if right:
+            of[d + np.uint64(ow + 1)] = y11
