@@ -170,17 +170,19 @@ def tap_gemm_fits(problem):
 # filter transform (O/g x C/g pairs) and the work-item overheads make it lose on small problems; ``auto``
 # takes it with at least WINOGRAD_MIN_CHANNELS input and output channels per group, WINOGRAD_MIN_TILES
 # 2x2 output tiles (N * ceil(OH / 2) * ceil(OW / 2)) and WINOGRAD_MIN_PRODUCTS tiles x input x output
-# channels per group. Measured 2026-12-07, float32, 2 threads, 20 ms pause before each call, best of
-# 4-12, effective GFLOP/s (direct FLOPs / time), previous auto / winograd: L2 (32, 64, 56, 56) -> 64 211 /
-# 295, L4 (16, 128, 28, 28) 208 / 339, L5 (32, 256, 14, 14) 201 / 380, (32, 512, 7, 7) 189 / 268,
-# (8, 512, 14, 14) 209 / 313, (32, 64, 56, 56) -> 128 219 / 340, -> 48 194 / 232, (8, 64, 56, 56) -> 32
-# 186 / 209, (8, 32, 56, 56) -> 64 174 / 197, -> 32 190 / 199, (8, 64, 28, 28) -> 64 157 / 200, (2, 64,
-# 56, 56) 157 / 178, (1, 64, 112, 112) 203 / 268, (32, 128, 7, 7) 157 / 187 (512 tiles); left out by
-# the rule: (4, 64, 28, 28) 140 / 127 and (1, 64, 56, 56) 132 / 134 (3.2M products), (8, 64, 11, 11) ->
-# 512 147 / 135 (288 tiles), (4, 128, 16, 16) 133 / 117 and (16, 128, 8, 8) 152 / 152 (256 tiles), (2,
-# 128, 28, 28) 147 / 170 (392 tiles: a win given up), (1, 128, 28, 28) 141 / 118, (4, 256, 14, 14) 188 / 216, (1, 512, 14, 14) 133 / 102, (4, 512, 7, 7) 90 / 99, (8, 128,
-# 7, 7) 106 / 67, (2, 256, 7, 7) 75 / 54, (1, 256, 14, 14) 120 / 62, (8, 64, 56, 56) -> 16 172 / 124,
-# (8, 16, 56, 56) -> 16 78 / 58. Float64: L2 108 / 174, L4 110 / 194, L5 112 / 206, (32, 512, 7, 7) 99 / 146.
+# channels per group. Measured 2026-12-07 with its first (scalar-transform) version, float32, 2 threads,
+# 20 ms pause before each call, best of 4-12, effective GFLOP/s (direct FLOPs / time), previous auto /
+# winograd: L2 (32, 64, 56, 56) -> 64 211 / 295, L4 (16, 128, 28, 28) 208 / 339, L5 (32, 256, 14, 14)
+# 201 / 380, (32, 512, 7, 7) 189 / 268, (8, 512, 14, 14) 209 / 313, (32, 64, 56, 56) -> 128 219 / 340,
+# -> 48 194 / 232, (8, 64, 56, 56) -> 32 186 / 209, (8, 32, 56, 56) -> 64 174 / 197, -> 32 190 / 199,
+# (8, 64, 28, 28) -> 64 157 / 200, (2, 64, 56, 56) 157 / 178, (1, 64, 112, 112) 203 / 268, (32, 128, 7, 7)
+# 157 / 187 (512 tiles); left out by the rule: (4, 64, 28, 28) 140 / 127 and (1, 64, 56, 56) 132 / 134
+# (3.2M products), (8, 64, 11, 11) -> 512 147 / 135 (288 tiles), (4, 128, 16, 16) 133 / 117 and (16, 128,
+# 8, 8) 152 / 152 (256 tiles), (2, 128, 28, 28) 147 / 170 (392 tiles: a win given up), (1, 128, 28, 28)
+# 141 / 118, (4, 256, 14, 14) 188 / 216, (1, 512, 14, 14) 133 / 102, (4, 512, 7, 7) 90 / 99, (8, 128, 7,
+# 7) 106 / 67, (2, 256, 7, 7) 75 / 54, (1, 256, 14, 14) 120 / 62, (8, 64, 56, 56) -> 16 172 / 124, (8, 16,
+# 56, 56) -> 16 78 / 58. Float64: L2 108 / 174, L4 110 / 194, L5 112 / 206, (32, 512, 7, 7) 99 / 146.
+# The vector transforms since took L2 / L4 / L5 / (32, 512, 7, 7) to 348 / 395 / 431 / 312.
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_TILES = 512
 WINOGRAD_MIN_PRODUCTS = 1 << 22
@@ -295,7 +297,7 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     if winograd_fits(problem):
         return "winograd", (f"3x3 stride 1, {c_per_group} -> {o_per_group} channels per group on "
                             f"{winograd_tiles(problem)} 2x2 output tiles: Winograd F(2x2, 3x3), 2.25x fewer "
-                            "multiply-adds (L5: 380 vs direct 201 effective GFLOP/s)")
+                            "multiply-adds (L5: 431 vs direct 220 effective GFLOP/s)")
     if tap_gemm_fits(problem):
         kk = problem.kernel_hw[0] * problem.kernel_hw[1]
         why = (f"<= {TAP_GEMM_MAX_ROWS} GEMM rows" if o_per_group * kk <= TAP_GEMM_MAX_ROWS else
@@ -381,6 +383,7 @@ def winograd_workspace(problem):
     tw = (problem.out_hw[1] + 1) // 2
     chunk = -(-WINOGRAD_CHUNK_TILES // NP) * NP  # whole micro-tiles, as conv2d rounds it
     slots = chunk + (chunk + tw - 1) // tw
+    # two planes of padded input rows, plus room for the vector loads past them (2 * 8 + 4 values)
     rows = 2 * ((min((problem.out_hw[0] + 1) // 2, (chunk + tw - 2) // tw + 1) + 1) * (2 * tw + 2) + 20)
     per_thread = (16 * (c_per_group * slots + 16) + 16 * (chunk * block + 16) + rows) * problem.itemsize
     tables = 8 * (16 * chunk + c_per_group)  # int64 slot table and channel offsets

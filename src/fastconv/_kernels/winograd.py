@@ -54,7 +54,8 @@ def winograd_weights(weight, wino):
     column of the 4 x 4 transformed filter), zero for ``blk * B + i >= O/G``.
 
     Contract: ``weight`` (O, C/G, 3, 3) and ``wino`` (G, 16, n_blocks, C/G + 1, B) C-contiguous, one float
-    dtype, ``n_blocks * B >= O / G`` (row ``C/G`` of each block is left as it is). Parallel ownership: one (group, block, channel) per iteration."""
+    dtype, ``n_blocks * B >= O / G`` (row ``C/G`` of each block is left as it is). Parallel ownership:
+    one (group, block, channel) per iteration."""
     c_out, c_per_group = weight.shape[0], weight.shape[1]
     n_groups, n_blocks, block_rows, block = wino.shape[0], wino.shape[2], wino.shape[3], wino.shape[4]
     o_per_group = c_out // n_groups
@@ -124,8 +125,8 @@ def _n_chunks(x, out, chunk_tiles):
 @kernel
 def _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters, worker, workers,
                      n_items):
-    """One thread's share of :func:`winograd_conv`: its buffers, then the items it claims. A compiled
-    function of its own: in the ``prange`` body this setup made the kernel compile 3.8 s instead of ~1."""
+    """One thread's share of :func:`winograd_conv`: its buffers, then the items it claims (a compiled
+    function of its own, so the ``prange`` body is one call)."""
     n_groups, block = wino.shape[0], wino.shape[4]
     c_per_group = x.shape[1] // n_groups
     oh, ow = out.shape[2], out.shape[3]
