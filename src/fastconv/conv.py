@@ -22,7 +22,7 @@ from .conv_layout import (LOCAL_CHUNKS, local_geometry, local_input, local_taps,
 from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        DIRECT_BLOCK_MIN_CHANNELS, DIRECT_CHUNK_TAPS, DIRECT_MIN_ITEMS, DIRECT_TILE_POSITIONS, FEW_ITEM_POSITIONS, FIRST_LAYER_ITEM_POSITIONS,
                        WINOGRAD_CHUNK_CHANNELS, WINOGRAD_CHUNK_TILES, Conv2dProblem, choose_conv2d_algo,
-                       kernel_algos, measure_key, tap_gemm_fits, winograd_tiles)
+                       kernel_algos, measure_key, tap_gemm_fits, whole_micro_tiles, winograd_tiles)
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
@@ -200,11 +200,9 @@ def direct_input(problem, x, padding_mode, dtype):
     """The register-blocked kernels' input operand: ``(xf, row_len, plane_stride, image_stride)``, channel
     ``c`` of image ``n`` at ``xf[c * plane_stride + n * image_stride:]`` in rows of ``row_len`` (see
     :func:`fastconv._kernels.conv_direct.conv_taps_blocked`)."""
+    # reflect / replicate / circular: the padded copy itself, read in place like an unpadded input
+    problem, x = _padded_for_mode(problem, x, padding_mode, dtype)
     (ih, iw), pads = problem.in_hw, problem.pads
-    if pads != ((0, 0), (0, 0)) and padding_mode != "zeros":
-        # reflect / replicate / circular: the padded copy itself, read in place like an unpadded input
-        x = pad_nchw(x, pads, padding_mode, dtype)
-        (ih, iw), pads = x.shape[2:], ((0, 0), (0, 0))
     if pads == ((0, 0), (0, 0)):
         # Nothing to pad: the kernel reads the NCHW input in place (planes H * W apart, images C * H * W
         # apart); every tap of a valid output lies inside the image.
@@ -216,29 +214,35 @@ def direct_input(problem, x, padding_mode, dtype):
     return planes.reshape(-1), row_len, planes.shape[1], rows * row_len
 
 
+def _padded_for_mode(problem, x, padding_mode, dtype):
+    """``(problem, x)`` with reflect / replicate / circular padding applied: the padded copy and the
+    problem on it (no padding left). Zero padding (the kernels pad on the fly) and unpadded problems come
+    back as they are."""
+    if padding_mode == "zeros" or problem.pads == ((0, 0), (0, 0)):
+        return problem, x
+    x = pad_nchw(x, problem.pads, padding_mode, dtype)
+    return replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0))), x
+
+
 def _run_tap_gemm(problem, x, weight, bias, padding_mode, dtype, out):
     """Stride 1: the transposed convolution of the flipped kernel that equals this conv2d, on its compiled
     GEMM + col2im kernel (``dispatch.tap_gemm_fits``); other padding modes pad a copy first."""
     from .conv_transpose import run_tap_gemm  # late: conv_transpose imports this module
 
-    if padding_mode != "zeros":
-        x = pad_nchw(x, problem.pads, padding_mode, dtype)
-        problem = replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0)))
+    problem, x = _padded_for_mode(problem, x, padding_mode, dtype)
     run_tap_gemm(problem, x, weight, _bias_or_zeros(bias, problem.c_out, dtype), dtype, out)
 
 
 def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
     """Winograd F(2x2, 3x3): the filters transformed into a pooled buffer, then the tile kernel
     (``_kernels/winograd.py``); other padding modes pad a copy first."""
-    if padding_mode != "zeros":
-        x = pad_nchw(x, problem.pads, padding_mode, dtype)
-        problem = replace(problem, in_hw=tuple(x.shape[2:]), pads=((0, 0), (0, 0)))
+    problem, x = _padded_for_mode(problem, x, padding_mode, dtype)
     groups = problem.groups
     block = channel_block(np.dtype(dtype).itemsize)
     n_blocks = -(-(problem.c_out // groups) // block)
     wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups + 1, block), dtype)
     winograd_weights(as_kernel_array(weight, dtype), wino)
-    chunk = -(-WINOGRAD_CHUNK_TILES // NP) * NP  # whole micro-tiles (AVX2: 6 positions)
+    chunk = whole_micro_tiles(WINOGRAD_CHUNK_TILES)
     items = groups * -(-winograd_tiles(problem) // chunk)
     (top, _), (left, _) = problem.pads
     winograd_conv(as_kernel_array(x, dtype), wino, _bias_or_zeros(bias, problem.c_out, dtype), out, top, left,

@@ -204,6 +204,12 @@ def winograd_tiles(problem):
     return problem.n_batch * ((problem.out_hw[0] + 1) // 2) * ((problem.out_hw[1] + 1) // 2)
 
 
+def whole_micro_tiles(tiles):
+    """``tiles`` rounded up to whole micro-tiles of the direct kernel (``NP`` positions; AVX2: 6): the
+    Winograd work items' size."""
+    return -(-tiles // NP) * NP
+
+
 def winograd_fits(problem):
     """Whether ``auto`` runs Winograd for this problem (the rule above)."""
     c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
@@ -381,7 +387,7 @@ def winograd_workspace(problem):
     c_per_group, o_per_group = problem.c_in // problem.groups, problem.c_out // problem.groups
     filters = problem.groups * 16 * -(-o_per_group // block) * block * (c_per_group + 1)
     tw = (problem.out_hw[1] + 1) // 2
-    chunk = -(-WINOGRAD_CHUNK_TILES // NP) * NP  # whole micro-tiles, as conv2d rounds it
+    chunk = whole_micro_tiles(WINOGRAD_CHUNK_TILES)
     slots = chunk + (chunk + tw - 1) // tw
     # two planes of padded input rows, plus room for the vector loads past them (2 * 8 + 4 values)
     rows = 2 * ((min((problem.out_hw[0] + 1) // 2, (chunk + tw - 2) // tw + 1) + 1) * (2 * tw + 2) + 20)
