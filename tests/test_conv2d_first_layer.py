@@ -38,6 +38,11 @@ CASES = {
     "depthwise_multiplier8": ((2, 4, 10, 11), (32, 1, 3, 3), dict(groups=4, padding=1)),
     "sixteen_channels": ((1, 16, 12, 13), (8, 16, 3, 3), dict(padding="same")),  # 144 taps
     "tall_image_many_row_blocks": ((1, 3, 83, 61), (8, 3, 3, 3), dict(padding="same")),
+    # Rows of whole micro-tiles plus single vectors, the last shifted back (float32 AVX-512: 64-position
+    # tiles; 150 = 2 x 64 + 16 + 6), with a partial channel block; a row of exactly one tile; stride 2.
+    "wide_rows_tiles_and_tail": ((2, 3, 6, 150), (13, 3, 3, 3), dict(padding="same")),
+    "row_of_one_tile": ((1, 3, 4, 64), (8, 3, 3, 3), dict(padding=1)),
+    "wide_rows_stride2": ((1, 3, 7, 301), (8, 3, 3, 3), dict(stride=2, padding=1)),
 }
 
 

@@ -30,13 +30,17 @@ CONV_CASES = {
     "large-s2-same": dict(x=(2, 8, 66, 64), w=(8, 8, 3, 3), kw=dict(stride=2, padding="same")),
     # Odd sizes, "full" padding, a partial channel block (37 = 32 + 5 float32 channels).
     "odd-wide-full": dict(x=(2, 3, 9, 21), w=(37, 3, 3, 3), kw=dict(padding="full")),
+    # Output rows of 70: whole position micro-tiles, then single vectors, the last shifted back.
+    "rgb-wide-rows": dict(x=(1, 3, 5, 70), w=(13, 3, 3, 3), kw=dict(padding=1)),
 }
 
 
 # Every case on direct and im2col; the 3x3 stride-1 ones on winograd too (vector transforms of 8 / 4
-# tiles, a partial channel block, odd sizes, a padded copy for replicate padding).
+# tiles, a partial channel block, odd sizes, a padded copy for replicate padding); the RGB ones on
+# first_layer (narrow and wide rows).
 CONV_RUNS = [(case, algo) for case in CONV_CASES for algo in ("direct", "im2col")] + [
-    (case, "winograd") for case in ("k3-same", "few-out-tap-gemm", "odd-wide-full")]
+    (case, "winograd") for case in ("k3-same", "few-out-tap-gemm", "odd-wide-full")] + [
+    (case, "first_layer") for case in ("odd-wide-full", "rgb-wide-rows")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

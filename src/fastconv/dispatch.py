@@ -366,7 +366,7 @@ def workspace_bytes(problem, algo):
     if algo == "depthwise":
         return _local_buffer_bytes(problem, DEPTHWISE_ITEM_POSITIONS, 1)
     if algo == "first_layer":
-        return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 4)
+        return _local_buffer_bytes(problem, FIRST_LAYER_ITEM_POSITIONS, 0)
     if algo == "winograd":
         return winograd_workspace(problem)
     if tap_gemm_fits(problem):

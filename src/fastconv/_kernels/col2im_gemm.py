@@ -1,7 +1,7 @@
 """GEMM + col2im in one compiled parallel kernel, for ``conv_transpose2d(algo="col2im")`` when a work
 item's GEMM has few rows (few output channels x taps, e.g. T3's 3 x 9): OpenBLAS runs such short, wide
 GEMMs at about two thirds of the machine's peak (T3's 27 x 64 x 3136: 78 GFLOP/s on one core), while a
-register-blocked micro-kernel (:func:`.conv_few.register_microkernel`) runs at 108 on the same operand,
+register-blocked micro-kernel (:func:`.local_microkernel.register_microkernel`) runs at 108 on the same operand,
 and in one kernel no Python thread hand-off precedes the parallel work. conv2d's tap-GEMM route (stride
 1, few output channels: ``dispatch.tap_gemm_fits``) runs here too, as the equivalent transposed conv.
 
@@ -31,7 +31,7 @@ from numba import prange
 from .._jit import parallel_kernel
 from .claim import next_item, range_counters
 from .conv_direct import MICRO_VEC_BYTES
-from .conv_few import register_microkernel
+from .local_microkernel import register_microkernel
 from .simd import HAS_AVX512, prefetch_l2
 from .conv_transpose_col2im import col2im_item
 
@@ -75,6 +75,7 @@ def col2im_gemm(x, wpk, bias, out, channels, bands, band_rows, kh, kw, sh, sw, d
     for worker in prange(workers):
         buf = np.empty(cols_len + acc_len, dtype=out.dtype)  # the columns, then the accumulator
         tail = np.zeros(cg * micro, dtype=out.dtype)  # the last micro-tile's inputs, zero-padded
+        zero_rows = np.zeros(GEMM_ROWS, dtype=out.dtype)  # the micro-kernel's starting sums
         starts = np.empty(cg, dtype=np.int64)
         tail_starts = np.empty(cg, dtype=np.int64)
         for c in range(cg):
@@ -108,8 +109,8 @@ def col2im_gemm(x, wpk, bias, out, channels, bands, band_rows, kh, kw, sh, sw, d
                         for j in range(0, micro, line):
                             prefetch_l2(xf, ahead + c * hw + j)
                 for rb in range(rbs):
-                    gemm_microkernel(xf, starts, cg, x0 + k * micro, wf, w0 + rb * cg * GEMM_ROWS, buf,
-                                    rb * GEMM_ROWS * cols_stride + k * micro, cols_stride)
+                    gemm_microkernel(xf, starts, cg, x0 + k * micro, wf, w0 + rb * cg * GEMM_ROWS, zero_rows, 0,
+                                     GEMM_ROWS, buf, rb * GEMM_ROWS * cols_stride + k * micro, cols_stride)
             rest = ncols - full * micro
             if rest > 0:
                 for c in range(cg):
@@ -119,8 +120,8 @@ def col2im_gemm(x, wpk, bias, out, channels, bands, band_rows, kh, kw, sh, sw, d
                     for j in range(rest, micro):
                         tail[c * micro + j] = 0.0
                 for rb in range(rbs):
-                    gemm_microkernel(tail, tail_starts, cg, 0, wf, w0 + rb * cg * GEMM_ROWS, buf,
-                                    rb * GEMM_ROWS * cols_stride + full * micro, cols_stride)
+                    gemm_microkernel(tail, tail_starts, cg, 0, wf, w0 + rb * cg * GEMM_ROWS, zero_rows, 0,
+                                     GEMM_ROWS, buf, rb * GEMM_ROWS * cols_stride + full * micro, cols_stride)
             col2im_item(buf, cols_stride, cols_len, of, bias, n, one_image, g * og + o0, ob, y0, y1, iy_lo, c_out, oh,
                         ow, ih, iw, kh, kw, sh, sw, dh, dw, top, left)
             item, used = next_item(counters, worker, used, workers, n_items)

@@ -4,24 +4,23 @@
 Computes the same sum as every conv2d algorithm, ``out[n, o, oy, ox] = bias[o] + sum_{c, ky, kx}
 w[o, c, ky, kx] * xpad[n, g * C/G + c, oy * sh + ky * dh, ox * sw + kx * dw]``, with the row-block
 scheme of ``conv_depthwise`` (local zero-padded, phase-split input rows per work item; layout in
-``conv_direct_local``), but four output channels per pass: each of the nine tap inputs loaded for a
-position feeds four output channels (36 multiply-adds per 9 input loads; with AVX2's 16 vector
-registers most of the 36 weights are read from the stack as memory operands of the FMAs).
-With 27 taps (3 channels, 3x3) that is three passes per block of four channels; the first two
-accumulate into a local (4, positions) buffer, the last writes the four output rows, so the output
-(the dominant memory traffic of such a layer: 32 output values per 3 input values) is stored once
-and never re-read. The im2col alternative writes and re-reads 9 columns per input value and then runs
-a GEMM whose inner dimension (27) is too short for BLAS to reach its peak.
+``conv_direct_local``). Along each output row, micro-tiles of ``OB = 4`` output channels x ``NV``
+vectors of positions (AVX-512: 4 x 4 vectors of 16 float32) keep their sums in registers over all
+taps (:mod:`.local_microkernel`) and store them straight into the four output rows: the output, the
+dominant memory traffic of such a layer (32 output values per 3 input values), is written once and
+never re-read. The row's last few vectors are single-vector micro-tiles, the last one shifted back to
+end at the row's end (it recomputes a few outputs with the same inputs, same values). Rows narrower
+than a vector go through a one-tile scratch buffer.
 
-Variants measured on L1 (8x3x224x224 -> 32, 3x3) and rejected: 2 or 8 channels per pass (slower);
-splitting each nine-term sum into shorter chains (slower: the loop is throughput-, not
-latency-bound); two rows per pass to reuse every weight register twice (LLVM then needs more run-time
-overlap checks between the written streams than it emits, and leaves the loop scalar).
+The im2col alternative writes and re-reads 9 columns per input value and then runs a GEMM whose inner
+dimension (27) is too short for BLAS to reach its peak. Measured on L1 (8x3x224x224 -> 32, 3x3), one
+thread, float32 GFLOP/s: 4 x 4 micro-tiles 96, 8 x 2 94, 4 x 6 92, 8 x 1 98; the previous kernel
+(four channels per pass over nine taps, sums in a local buffer between passes) 77; 4 x 4 at about
+100 when the output stays in cache, 85 % of the core's FMA peak.
 
-Parallel ownership: as in ``conv_depthwise``, fixed chunks of work items (image or
-images, group, block of output rows), claimed dynamically; an item writes only its rows of its
-group's output channels, each output computed by the same operations whatever the thread count:
-bit-identical results.
+Parallel ownership: as in ``conv_depthwise``, fixed chunks of work items (image or images, group, block
+of output rows), claimed dynamically; an item writes only its rows of its group's output channels,
+each output computed by the same operations whatever the thread count: bit-identical results.
 """
 
 import numpy as np
@@ -29,38 +28,21 @@ from numba import prange
 
 from .._jit import parallel_kernel
 from .claim import next_item, range_counters
-from .conv_direct_local import (TAP_GROUP, VECTOR_BYTES, dot9, inline, item_counts, load9, load_item,
-                                tap_starts, weights9)
+from .conv_direct import MICRO_VEC_BYTES
+from .conv_direct_local import item_counts, load_item
+from .local_microkernel import register_microkernel
+from .simd import HAS_AVX512
 
-OB = 4  # output channels per pass
-
-
-@inline
-def load4(arr, i, step):
-    """``(arr[i], arr[i + step], arr[i + 2 * step], arr[i + 3 * step])``."""
-    return (arr[np.uint64(i)], arr[np.uint64(i + step)], arr[np.uint64(i + 2 * step)],
-            arr[np.uint64(i + 3 * step)])
+OB = 4  # output channels per micro-tile
+NV = 4 if HAS_AVX512 else 2  # vectors of positions per full micro-tile (AVX2: 8 of its 16 registers)
+tile_microkernel = register_microkernel(OB, NV)
+vector_microkernel = register_microkernel(OB, 1)
 
 
-@inline
-def store4(arr, i, step, values):
-    """The inverse of :func:`load4`."""
-    arr[np.uint64(i)] = values[0]
-    arr[np.uint64(i + step)] = values[1]
-    arr[np.uint64(i + 2 * step)] = values[2]
-    arr[np.uint64(i + 3 * step)] = values[3]
-
-
-@inline
-def dots4(w0, w1, w2, w3, v, start):
-    """The four channels' sums ``start[j] + wj . v`` for one position (``wj``: nine tap weights)."""
-    return (dot9(start[0], w0, v), dot9(start[1], w1, v), dot9(start[2], w2, v), dot9(start[3], w3, v))
-
-
-@parallel_kernel(fastmath={"contract"})
+@parallel_kernel
 def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len, rows_per_item, img_rows,
                images_per_item, n_chunks, workers):
-    """Row-block direct convolution, four output channels per pass.
+    """Row-block direct convolution, micro-tiles of four output channels along each output row.
 
     Same contract as :func:`fastconv._kernels.conv_depthwise.conv_depthwise` except ``wpk``:
     (G, n_blocks, T, 4) packed weights, zero for taps beyond the real ones and for output channels
@@ -72,19 +54,22 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
     o_per_group = c_out // n_groups
     n_blocks, plane_len, n_planes, n_items = item_counts(n_batch, c_in, n_groups, oh, sh, sw, rows_per_item,
                                                          img_rows, images_per_item, row_len)
-    last = n_taps - TAP_GROUP
-    rows_are_vectors = ow * out.itemsize % VECTOR_BYTES == 0  # no scalar remainder in a row loop
-    stride = plane_len  # between the accumulator planes of the four channels
+    lanes = MICRO_VEC_BYTES // x.itemsize
+    micro = NV * lanes
     out_plane = oh * ow
     xf = x.reshape(-1)
     wf = wpk.reshape(-1)
     of = out.reshape(-1)
     counters = range_counters(n_chunks, workers)
     for worker in prange(workers):
+        # The phase planes, the zero plane, and room for a narrow row's vector reads past the positions.
+        buf = np.zeros(n_planes * plane_len + lanes, dtype=out.dtype)
+        narrow = np.empty(OB * lanes, dtype=out.dtype)  # one micro-tile of a row narrower than a vector
+        starts = np.empty(n_taps, dtype=np.int64)
+        for t in range(n_taps):
+            starts[t] = tap_plane[t] * plane_len + tap_off[t]
         chunk, used = next_item(counters, worker, 0, workers, n_chunks)
         while chunk >= 0:
-            buf = np.zeros(n_planes * plane_len, dtype=out.dtype)
-            acc = np.empty(OB * stride, dtype=out.dtype)
             for item in range(chunk * n_items // n_chunks, (chunk + 1) * n_items // n_chunks):
                 g, n0, n_img, oy0, rows, npos = load_item(xf, item, n_batch, c_in, ih, iw, n_groups, oh, buf, plane_len,
                                                           n_blocks, sh, sw, top, left, row_len, rows_per_item,
@@ -92,51 +77,26 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
                 for ob in range(n_oblocks):
                     o = g * o_per_group + ob * OB
                     n_valid = min(OB, o_per_group - ob * OB)
-                    b0 = bias[o]
-                    bias4 = (b0, bias[o + 1] if n_valid > 1 else b0, bias[o + 2] if n_valid > 2 else b0,
-                             bias[o + 3] if n_valid > 3 else b0)
                     w_blk = (g * n_oblocks + ob) * n_taps * OB
-                    # All passes but the last (and the last too for a partial block of channels, or rows that
-                    # are not whole vectors long) over the block's flat local positions into acc.
-                    flat_end = last + TAP_GROUP if n_valid < OB or not rows_are_vectors else last
-                    for t0 in range(0, flat_end, TAP_GROUP):
-                        q = tap_starts(tap_plane, tap_off, t0, plane_len)
-                        w0 = weights9(wf, w_blk + t0 * OB + 0, OB)
-                        w1 = weights9(wf, w_blk + t0 * OB + 1, OB)
-                        w2 = weights9(wf, w_blk + t0 * OB + 2, OB)
-                        w3 = weights9(wf, w_blk + t0 * OB + 3, OB)
-                        if t0 == 0:
-                            for p in range(npos):
-                                store4(acc, p, stride, dots4(w0, w1, w2, w3, load9(buf, q, p), bias4))
-                        else:
-                            for p in range(npos):
-                                store4(acc, p, stride,
-                                       dots4(w0, w1, w2, w3, load9(buf, q, p), load4(acc, p, stride)))
-                    if flat_end > last:
-                        for k in range(n_img):
-                            for j in range(n_valid):
-                                for r in range(rows):
-                                    d = (((n0 + k) * c_out + o + j) * oh + oy0 + r) * ow
-                                    a = j * stride + (k * img_rows + r) * row_len
-                                    for ox in range(ow):
-                                        of[np.uint64(d + ox)] = acc[np.uint64(a + ox)]
-                        continue
-                    # Last pass of a full block: straight into the four output rows.
-                    q = tap_starts(tap_plane, tap_off, last, plane_len)
-                    w0 = weights9(wf, w_blk + last * OB, OB)
-                    w1 = weights9(wf, w_blk + last * OB + 1, OB)
-                    w2 = weights9(wf, w_blk + last * OB + 2, OB)
-                    w3 = weights9(wf, w_blk + last * OB + 3, OB)
                     for k in range(n_img):
                         for r in range(rows):
                             d = (((n0 + k) * c_out + o) * oh + oy0 + r) * ow
                             p = (k * img_rows + r) * row_len
-                            if last == 0:
-                                for ox in range(ow):
-                                    store4(of, d + ox, out_plane,
-                                           dots4(w0, w1, w2, w3, load9(buf, q, p + ox), bias4))
-                            else:
-                                for ox in range(ow):
-                                    store4(of, d + ox, out_plane,
-                                           dots4(w0, w1, w2, w3, load9(buf, q, p + ox), load4(acc, p + ox, stride)))
+                            if ow < lanes:
+                                vector_microkernel(buf, starts, n_taps, p, wf, w_blk, bias, o, n_valid, narrow, 0,
+                                                   lanes)
+                                for j in range(n_valid):
+                                    for ox in range(ow):
+                                        of[np.uint64(d + j * out_plane + ox)] = narrow[np.uint64(j * lanes + ox)]
+                                continue
+                            x0 = 0
+                            while x0 + micro <= ow:
+                                tile_microkernel(buf, starts, n_taps, p + x0, wf, w_blk, bias, o, n_valid, of, d + x0,
+                                                 out_plane)
+                                x0 += micro
+                            while x0 < ow:
+                                x0 = min(x0, ow - lanes)
+                                vector_microkernel(buf, starts, n_taps, p + x0, wf, w_blk, bias, o, n_valid, of,
+                                                   d + x0, out_plane)
+                                x0 += lanes
             chunk, used = next_item(counters, worker, used, workers, n_chunks)
