@@ -16,7 +16,7 @@ SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each ru
     "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "winograd"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "direct" if dispatch.HAS_AVX512 else "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
-    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "direct"),
+    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "first_layer"),
 }
 
 
@@ -32,22 +32,38 @@ def test_four_channel_groups_go_to_the_first_layer_kernel():
     # Four output channels per group, 36 taps (<= FIRST_LAYER_MAX_TAPS): the 4-channel pass fits exactly.
     plan = fastconv.plan_conv2d((8, 128, 28, 28), (128, 4, 3, 3), padding="same", groups=32)
     assert plan.algo == "first_layer" and "36 taps" in plan.reason
-    # One input channel with many outputs on narrow maps (L8) is the direct kernel's.
-    assert fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same").algo == "direct"
+    # A 1x1 kernel with four output channels per group too.
+    assert fastconv.plan_conv2d((8, 64, 56, 56), (64, 4, 1, 1), groups=16).algo == "first_layer"
 
 
-def test_few_taps_on_wide_maps_go_to_the_first_layer_kernel():
-    taps, width = dispatch.FIRST_LAYER_WIDE_MAX_TAPS, dispatch.FIRST_LAYER_WIDE_MIN_WIDTH
-    assert taps == 27  # an RGB 3x3 stem, the shapes measured
+def test_few_taps_go_to_the_first_layer_kernel():
+    taps = dispatch.FIRST_LAYER_SPATIAL_MAX_TAPS
+    assert taps == 80  # up to 8 channels of 3x3 or 3 of 5x5, the shapes measured
     plan = fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same")
     assert plan.algo == "first_layer" and "27 taps" in plan.reason
-    # The width boundary, stride 1 and 2.
-    assert fastconv.plan_conv2d((1, 3, width, width), (32, 3, 3, 3), padding=1).algo == "first_layer"
-    assert fastconv.plan_conv2d((1, 3, width - 1, width - 1), (32, 3, 3, 3), padding=1).algo == "direct"
-    assert fastconv.plan_conv2d((1, 3, 2 * width, 2 * width), (32, 3, 3, 3), stride=2, padding=1).algo == "first_layer"
-    # One tap more (4 input channels) or a 5x5 kernel stays direct.
-    assert fastconv.plan_conv2d((1, 4, 224, 224), (32, 4, 3, 3), padding=1).algo == "direct"
-    assert fastconv.plan_conv2d((1, 2, 224, 224), (32, 2, 5, 5), padding=2).algo == "direct"
+    # Any stride, 32 output channels (whole direct blocks): the tap boundary.
+    assert fastconv.plan_conv2d((1, 8, 16, 16), (32, 8, 3, 3), padding=1).algo == "first_layer"  # 72 taps
+    assert fastconv.plan_conv2d((1, 9, 16, 16), (32, 9, 3, 3), padding=1).algo == "direct"  # 81 taps
+    assert fastconv.plan_conv2d((1, 3, 64, 64), (32, 3, 5, 5), stride=2, padding=2).algo == "first_layer"
+    # The width boundary: rows of at least one vector.
+    width = dispatch.FIRST_LAYER_MIN_WIDTH
+    assert fastconv.plan_conv2d((1, 3, 8, width - 1), (32, 3, 3, 3), padding=1).algo == "direct"
+    # L8 (one input channel, 5x5, 28-wide maps).
+    assert fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same").algo == "first_layer"
+    # Not 1x1 kernels (a strided one would gather every stride phase to read one).
+    assert fastconv.plan_conv2d((8, 32, 56, 56), (64, 32, 1, 1), stride=2).algo == "direct"
+
+
+def test_partial_direct_blocks_go_to_the_first_layer_kernel():
+    limit, block = dispatch.FIRST_LAYER_PARTIAL_BLOCK_MAX_TAPS, dispatch.channel_block(4)
+    c_at = limit // 9  # 3x3 taps at or under the limit
+    plan = fastconv.plan_conv2d((8, c_at, 56, 56), (block + 16, c_at, 3, 3), padding=1)
+    assert plan.algo == "first_layer" and "not whole" in plan.reason
+    assert fastconv.plan_conv2d((8, c_at + 1, 56, 56), (block + 16, c_at + 1, 3, 3), padding=1).algo == "direct"
+    # Whole blocks stay direct; grouped 16 -> 16 channels do not (float32 blocks of 32).
+    assert fastconv.plan_conv2d((8, 16, 56, 56), (2 * block, 16, 3, 3), padding=1).algo == "direct"
+    if block == 32:
+        assert fastconv.plan_conv2d((8, 64, 28, 28), (64, 16, 3, 3), groups=4, padding=1).algo == "first_layer"
 
 
 def test_reasons_name_the_rule():
@@ -125,9 +141,10 @@ def test_first_layer_rule_boundary_on_taps_and_channels():
     at = fastconv.plan_conv2d((1, 4 * (limit // 9), 32, 32), (16, limit // 9, 3, 3), groups=4, padding=1)
     above = fastconv.plan_conv2d((1, 4 * (limit // 9 + 1), 32, 32), (16, limit // 9 + 1, 3, 3), groups=4,
                                  padding=1)
-    assert (at.algo, above.algo) == ("first_layer", "direct")
-    # Five output channels per group are past the rule however few the taps.
-    assert fastconv.plan_conv2d((1, 4, 32, 32), (20, 1, 3, 3), groups=4, padding=1).algo == "direct"
+    assert (at.algo, above.algo) == ("first_layer", "first_layer")  # the second by the partial-block rule
+    assert "4 output channels per group" in at.reason and "not whole" in above.reason
+    # A 1x1 kernel is past the rule with 4 + 1 input channels: direct.
+    assert fastconv.plan_conv2d((1, 4 * (limit + 1), 32, 32), (16, limit + 1, 1, 1), groups=4).algo == "direct"
     # The rule holds for strided convolutions too.
     assert fastconv.plan_conv2d((1, 8, 32, 32), (16, 2, 3, 3), groups=4, stride=2).algo == "first_layer"
 

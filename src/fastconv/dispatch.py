@@ -53,24 +53,40 @@ DIRECT_CHUNK_TAPS = 144
 # channels: 29 vs first_layer 16-18, direct 9.
 DEPTHWISE_MAX_CHANNELS = 3
 
-# Four output channels per group and at most this many taps: the first-layer kernel (local row blocks,
-# 4 output channels per pass) fits the group exactly, where the direct kernel's 16-channel micro-tile
-# would be three-quarters padding. 2 threads, float32 GFLOP/s, first_layer vs direct: (8, 128, 28, 28)
-# groups 32 (4 -> 4 channels) 30 vs 15; (8, 64, 28, 28) -> 128 groups 32 (2 -> 4) 16 vs 9. With more
-# channels per group the direct kernel catches up or wins: groups 16 (8 -> 8) 41 vs 35, (8, 1, 28, 28)
-# -> 6 k5 5 vs 10, L8 (64, 1, 28, 28) -> 32 k5 40 vs 47 (bench run: 35 vs 65).
+# Four output channels per group and at most this many taps, 1x1 kernels included: the first-layer
+# kernel (local row blocks, micro-tiles of 4 output channels) fits the group exactly, where the direct
+# kernel's 32-channel micro-tile would be seven-eighths padding. 2 threads, float32 GFLOP/s,
+# first_layer vs direct (2026-12-07): (8, 128, 28, 28) groups 32 (4 -> 4 channels) 44-70 vs 14-21;
+# (8, 64, 28, 28) -> 128 groups 32 (2 -> 4) 35 vs 10; 1x1 groups 16 (4 -> 4) 10 vs 7. Larger kernels
+# with more channels per group: the rules below.
 FIRST_LAYER_CHANNELS = 4
 FIRST_LAYER_MAX_TAPS = 72
 
-# Any number of output channels, at most this many taps (an RGB 3x3 stem) and output rows at least this
-# wide: the first-layer kernel too. With 27 taps or fewer the direct kernel's micro-tile spends much of
-# its time on the transposed stores of its sums; the first-layer kernel stores its rows straight. 2
-# threads, float32, paired medians of 12 rounds, time first_layer / direct: L1 (8, 3, 224, 224) -> 32
-# 0.89; -> 64 0.91; -> 16 0.94; stride 2 0.82; (8, 3, 128, 128) -> 32 0.84; (8, 1, 224, 224) -> 32 0.57.
-# Narrower maps or more taps stay direct: (16, 3, 64, 64) -> 32 1.12; (64, 3, 32, 32) 1.07; L8 (25 taps,
-# 28 wide) 1.22; (8, 4, 112, 112) (36 taps) 1.01; (8, 2, 112, 112) k5 1.00; (8, 8, 112, 112) 1.29.
-FIRST_LAYER_WIDE_MAX_TAPS = 27
-FIRST_LAYER_WIDE_MIN_WIDTH = 96
+# Kernels larger than 1x1 with at most this many taps, any number of output channels and any width:
+# the first-layer kernel (register micro-tiles of 4 output channels x 4 vectors of positions along the
+# output rows, stored straight into them). With so few taps the direct kernel's micro-tile spends much
+# of its time transposing its sums for the store. 2 threads, float32, paired medians of 12 rounds, time
+# first_layer / direct (2026-12-07, AVX-512): L1 (8, 3, 224, 224) -> 32 0.65-0.74, -> 64 0.68, -> 16
+# 0.49, stride 2 0.99; (8, 3, 128, 128) 0.64; (8, 1, 224, 224) 0.75; (16, 3, 64, 64) 0.66-0.78; (64, 3,
+# 32, 32) 0.69-0.77; L8 (64, 1, 28, 28) -> 32 k5 0.89-1.06; (8, 3, 56, 56) 0.90-0.98; (8, 4, 112, 112)
+# 0.87; (8, 2, 112, 112) k5 0.93; (8, 8, 112, 112) (72 taps) 0.94, -> 128 0.95; (8, 3, 224, 224) -> 24
+# k5 (75 taps) 0.73; float64 L1 0.82, (8, 8, 112, 112) 0.96. Not 1x1 kernels: a strided one gathers
+# every stride phase and reads one, (32, 64, 56, 56) -> 128 1x1 stride 2 1.45, (8, 32, 56, 56) -> 64
+# 1.39.
+FIRST_LAYER_SPATIAL_MAX_TAPS = 80
+# Both rules below want output rows at least this wide: a narrower row is one micro-tile of single
+# vectors through a scratch buffer (the digits CNN's (32, 1, 8, 8) -> 16: direct 4.0 vs first_layer
+# 2.9 GFLOP/s, one thread; (32, 3, 14, 14) -> 32 time ratio 1.03).
+FIRST_LAYER_MIN_WIDTH = 16
+
+# Kernels larger than 1x1 with at most this many taps whose output channels per group are not whole
+# blocks of the direct kernel's micro-tile (``channel_block``: 32 float32, 16 float64 with AVX-512):
+# the first-layer kernel too, whose blocks are 4 channels. Same method: (8, 24, 56, 56) -> 48 (216
+# taps) 0.54, (8, 12, 56, 56) -> 48 0.90, (8, 20, 56, 56) -> 40 0.80; groups 4 with 16 -> 16 channels
+# 0.66 (56x56), 0.52 (28x28), 0.78 (stride 2); groups 8 / 16 (16 -> 16) 0.65 / 0.78; float64 (8, 16, 56,
+# 56) -> 24 0.80. Whole blocks stay direct: (8, 16, 56, 56) -> 32 1.07, -> 64 1.21, (32, 16, 14, 14) ->
+# 32 1.16, float64 groups 8 (16 -> 16) 1.07. More taps fill a work item's local buffer past L2.
+FIRST_LAYER_PARTIAL_BLOCK_MAX_TAPS = 256
 
 # The direct kernel re-reads each 16-channel block's packed weights once per tile of 192 positions, so
 # when the weights are large against the positions (per group: (O/g) * taps weights per output position
@@ -322,18 +338,25 @@ def choose_conv2d_algo(problem, algo="auto", fn="conv2d"):
     taps = problem.c_in // problem.groups * problem.kernel_hw[0] * problem.kernel_hw[1]
     if o_per_group == FIRST_LAYER_CHANNELS and taps <= FIRST_LAYER_MAX_TAPS:
         return "first_layer", (f"{o_per_group} output channels per group and {taps} taps per output (<= "
-                               f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel's 4-channel pass fits the group "
-                               "(groups 32 of 4 -> 4: 30 vs direct 15 GFLOP/s)")
-    if taps <= FIRST_LAYER_WIDE_MAX_TAPS and problem.out_hw[1] >= FIRST_LAYER_WIDE_MIN_WIDTH:
-        return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_WIDE_MAX_TAPS}) on output rows "
-                               f"{problem.out_hw[1]} wide (>= {FIRST_LAYER_WIDE_MIN_WIDTH}): the first-layer "
-                               "kernel stores whole rows (L1: 0.89x the direct kernel's time)")
+                               f"{FIRST_LAYER_MAX_TAPS}): the first-layer kernel's 4-channel micro-tiles fit the "
+                               "group (groups 32 of 4 -> 4: 70 vs direct 21 GFLOP/s)")
+    spatial = problem.kernel_hw[0] * problem.kernel_hw[1] > 1 and problem.out_hw[1] >= FIRST_LAYER_MIN_WIDTH
+    if spatial and taps <= FIRST_LAYER_SPATIAL_MAX_TAPS:
+        return "first_layer", (f"{taps} taps per output (<= {FIRST_LAYER_SPATIAL_MAX_TAPS}): the first-layer "
+                               "kernel's micro-tiles store whole output rows (L1: 0.65-0.74x the direct "
+                               "kernel's time)")
+    block = channel_block(problem.itemsize)
+    if spatial and taps <= FIRST_LAYER_PARTIAL_BLOCK_MAX_TAPS and o_per_group % block:
+        return "first_layer", (f"{o_per_group} output channels per group, not whole {block}-channel blocks of the "
+                               f"direct kernel, and {taps} taps (<= {FIRST_LAYER_PARTIAL_BLOCK_MAX_TAPS}): the "
+                               "first-layer kernel's 4-channel blocks ((8, 24, 56, 56) -> 48: 0.54x the direct "
+                               "kernel's time)")
     weights_per_position = o_per_group * taps / positions
     if weights_per_position > DIRECT_MAX_WEIGHTS_PER_POSITION:
         return "im2col", (f"{weights_per_position:.0f} weights per output position (> "
                           f"{DIRECT_MAX_WEIGHTS_PER_POSITION}): the GEMM streams the large weights better")
-    return "direct", ("the register-blocked direct kernel (L2: 165 vs im2col 135, L3 stride 2: 141 vs 124, "
-                      "L8 one input channel on 28-wide maps: 65 vs first_layer 35 GFLOP/s)")
+    return "direct", ("the register-blocked direct kernel (L2: 165 vs im2col 135, L3 stride 2: 141 vs 124 "
+                      "GFLOP/s)")
 
 
 def measure_key(problem):
