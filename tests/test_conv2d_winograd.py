@@ -142,6 +142,6 @@ def test_compiled_specialisations_stay_few(rng):
         fastconv.conv2d(x, w, b, padding=1, algo="winograd")
         fastconv.conv2d(x, w, None, padding=2, padding_mode="reflect", algo="winograd")
         fastconv.conv2d(x[:, :, ::-1], w.astype(np.float64), b, algo="winograd")
-    # One per float dtype (the helpers compile inside winograd_conv's compilation, not on their own).
-    for kern in (winograd.winograd_weights, winograd.winograd_conv):
+    # One per float dtype (the helpers compile inside winograd_worker's compilation, not on their own).
+    for kern in (winograd.winograd_weights, winograd.winograd_worker):
         assert 1 <= len(kern.signatures) <= 2, (kern, kern.signatures)

@@ -12,7 +12,8 @@ from ._kernels.conv_direct_tiles import conv_blocked_tiles
 from ._kernels.conv_few import OB as FEW_OB
 from ._kernels.conv_few import conv_few
 from ._kernels.conv_first import OB as FIRST_OB, conv_first
-from ._kernels.winograd import winograd_conv, winograd_weights
+from ._kernels.claim import range_counters
+from ._kernels.winograd import winograd_weights, winograd_worker
 from ._kernels.im2col import from_batch_inner, to_batch_inner, unfold_batch_inner
 from .bands import CONV_MIN_BANDS, ConvBands, run_tasks
 from .blas import matmul
@@ -26,6 +27,7 @@ from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
 from .padding import check_padding_mode, pad_nchw
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
+from .workers import run_workers
 
 
 def conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype):
@@ -244,9 +246,14 @@ def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
     winograd_weights(as_kernel_array(weight, dtype), wino)
     chunk = whole_micro_tiles(WINOGRAD_CHUNK_TILES)
     items = groups * -(-winograd_tiles(problem) // chunk)
+    runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
+    n_items = items * runs
+    threads = min(current_threads(), n_items)
+    counters = range_counters(n_items, threads)
     (top, _), (left, _) = problem.pads
-    winograd_conv(as_kernel_array(x, dtype), wino, _bias_or_zeros(bias, problem.c_out, dtype), out, top, left,
-                  chunk, WINOGRAD_CHUNK_CHANNELS, min(n_blocks, -(-DIRECT_MIN_ITEMS // items)), current_threads())
+    xk, bk = as_kernel_array(x, dtype), _bias_or_zeros(bias, problem.c_out, dtype)
+    run_workers(lambda worker: winograd_worker(xk, wino, bk, out, top, left, chunk, WINOGRAD_CHUNK_CHANNELS, runs,
+                                               counters, worker, threads, n_items), threads)
 
 
 def _run_row_blocks(kernel, block, item_positions, problem, x, weight, bias, padding_mode, dtype, out):

@@ -4,6 +4,10 @@ conv_transpose2d's col2im path and conv2d_backward's band GEMMs split a call int
 GEMM plus a serial numba kernel, and hand them out dynamically to the calling thread and
 ``fastconv.get_num_threads() - 1`` helper threads of one shared pool (numpy's matmul and the kernels
 release the GIL). Run them with OpenBLAS on one thread (``fastconv.blas.one_blas_thread``).
+
+conv2d's Winograd kernel runs its per-thread worker on these threads too (:func:`run_workers`): a
+``prange`` wrapper around it cost ~2.8 s of compilation on the first call (numba optimises the callee's
+code again inside the parallel function), a third of the cold start.
 """
 
 import os
@@ -35,3 +39,20 @@ def executor():
                                        thread_name_prefix=_PREFIX)
             _POOL_PID = os.getpid()
         return _POOL
+
+
+def run_workers(work, threads):
+    """Call ``work(worker)`` for ``worker`` in ``range(threads)``: 0 on the calling thread, the others on
+    the helper pool, and return when all are done (exceptions propagate).
+
+    ``work`` must claim its items from shared counters (``_kernels/claim.py``) and release the GIL: a
+    helper still queued when the caller finishes (the pool busy with another call) is dropped, its items
+    already taken by the workers that ran.
+    """
+    helpers = [executor().submit(work, worker) for worker in range(1, threads)]
+    try:
+        work(0)
+    finally:
+        for helper in helpers:
+            if not helper.cancel():
+                helper.result()

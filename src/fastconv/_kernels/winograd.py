@@ -41,7 +41,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import inline, kernel, parallel_kernel
-from .claim import next_item, range_counters
+from .claim import next_item
 from .conv_direct import NP, tap_microkernel
 from .simd import vec_lanes, vload, vload_even, vload_odd, vstore, vstore_strided
 
@@ -94,9 +94,12 @@ def _filter_row(uf, d, es, t0, t1, t2):
     uf[d + np.uint64(3 * es)] = t2
 
 
-@parallel_kernel
-def winograd_conv(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, workers):
-    """Winograd F(2x2, 3x3) convolution with zero padding ``(top, left)`` (module docstring).
+@kernel
+def winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters, worker, workers,
+                    n_items):
+    """One thread's share of a Winograd F(2x2, 3x3) convolution with zero padding ``(top, left)`` (module
+    docstring): its buffers, then the items it claims. The caller runs it on ``workers`` threads
+    (``fastconv.workers.run_workers``, which this releases the GIL for), ``worker`` = 0 .. workers - 1.
 
     Contract (caller guarantees):
     - ``x``: (N, C, H, W) C-contiguous, unpadded; ``out``: (N, O, OH, OW) with ``OH, OW`` the stride-1
@@ -105,28 +108,10 @@ def winograd_conv(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, ru
     - ``wino``: (G, 16, n_blocks, C/G + 1, B) from :func:`winograd_weights`; ``bias``: (O,).
     - ``chunk_tiles``: tiles per chunk, a multiple of ``NP``; ``chunk_channels`` >= 1: input channels per
       pass of the micro-kernel (its weights stay in L1); ``runs`` >= 1: channel-block runs per chunk
-      (from the shape only); ``workers`` >= 1 threads.
+      (from the shape only).
+    - ``n_items`` = G x chunks x ``runs`` (chunks of ``chunk_tiles`` 2x2 output tiles over the batch);
+      ``counters`` = ``range_counters(n_items, workers)``, shared by the ``workers`` calls.
     """
-    n_items = wino.shape[0] * _n_chunks(x, out, chunk_tiles) * runs
-    counters = range_counters(n_items, workers)
-    for worker in prange(workers):
-        # int64: numba types the prange index int64 and uint64 in turn, which would compile this twice
-        _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters,
-                         np.int64(worker), workers, n_items)
-
-
-@kernel
-def _n_chunks(x, out, chunk_tiles):
-    """Chunks of ``chunk_tiles`` 2x2 output tiles over the batch."""
-    tiles = x.shape[0] * ((out.shape[2] + 1) // 2) * ((out.shape[3] + 1) // 2)
-    return (tiles + chunk_tiles - 1) // chunk_tiles
-
-
-@kernel
-def _winograd_worker(x, wino, bias, out, top, left, chunk_tiles, chunk_channels, runs, counters, worker, workers,
-                     n_items):
-    """One thread's share of :func:`winograd_conv`: its buffers, then the items it claims (a compiled
-    function of its own, so the ``prange`` body is one call)."""
     n_groups, block = wino.shape[0], wino.shape[4]
     c_per_group = x.shape[1] // n_groups
     oh, ow = out.shape[2], out.shape[3]
