@@ -6,13 +6,17 @@ inputs drawn from a standard normal distribution with at most a few hundred term
 accumulates ~1e-7 relative error per term, float64 ~1e-16.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import assume
 from hypothesis import strategies as st
 
 import fastconv
+import fastconv.bands
 import fastconv.reference
+import fastconv.threads
 from fastconv.shapes import conv_output_size, resolve_padding
 
 TOL = {
@@ -133,14 +137,43 @@ def restore_threads():
     fastconv.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def small_problems_in_parallel():
+    """Small problems run on every thread too. ``fastconv.threads.serial_if_small`` (and the band GEMMs'
+    threshold) run them on the calling thread only, so without this a test comparing thread counts on a
+    small problem would compare one thread with itself."""
+
+    def never_serial(self, work, limit=None):
+        self.serial = False
+        self.previous = None
+
+    init, band_limit = fastconv.threads.serial_if_small.__init__, fastconv.bands.SERIAL_MACS
+    fastconv.threads.serial_if_small.__init__ = never_serial
+    fastconv.bands.SERIAL_MACS = 0
+    try:
+        yield
+    finally:
+        fastconv.threads.serial_if_small.__init__ = init
+        fastconv.bands.SERIAL_MACS = band_limit
+
+
+@pytest.fixture
+def in_parallel():
+    """:func:`small_problems_in_parallel` for the whole test."""
+    with small_problems_in_parallel():
+        yield
+
+
 def at_one_and_two_threads(call):
-    """``(call() on one thread, call() on two threads)``; the thread count is restored afterwards."""
+    """``(call() on one thread, call() on two threads)``, small problems included
+    (:func:`small_problems_in_parallel`); the thread count is restored afterwards."""
     before = fastconv.get_num_threads()
     try:
-        fastconv.set_num_threads(1)
-        one = call()
-        fastconv.set_num_threads(2)
-        two = call()
+        with small_problems_in_parallel():
+            fastconv.set_num_threads(1)
+            one = call()
+            fastconv.set_num_threads(2)
+            two = call()
     finally:
         fastconv.set_num_threads(before)
     return one, two

@@ -105,7 +105,7 @@ SPLIT_CASES = {
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("algo", ROW_BLOCK_ALGOS)
 @pytest.mark.parametrize("case", list(SPLIT_CASES))
-def test_bit_identical_for_1_and_2_threads(case, algo, dtype, rng, restore_threads):
+def test_bit_identical_for_1_and_2_threads(case, algo, dtype, rng, restore_threads, in_parallel):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2 to compare thread counts")
     x_shape, w_shape, options = SPLIT_CASES[case]

@@ -40,7 +40,7 @@ def restore_threads():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("case", list(THREAD_CASES))
-def test_bit_identical_for_1_and_2_threads(case, algo, dtype, rng, restore_threads):
+def test_bit_identical_for_1_and_2_threads(case, algo, dtype, rng, restore_threads, in_parallel):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2 to compare thread counts")
     x_shape, w_shape, options = THREAD_CASES[case]

@@ -1,6 +1,8 @@
 """conv2d(algo="winograd"): Winograd F(2x2, 3x3) for 3x3 kernels, stride 1, dilation 1, against the float64
 reference; its work-item splits, thread counts, errors, dispatch rule and compiled specialisations."""
 
+import threading
+
 import numpy as np
 import pytest
 from conftest import FLOAT_DTYPES, assert_conv2d_matches_reference, at_one_and_two_threads, conv_inputs
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 
 import fastconv
 import fastconv.conv
-from fastconv import dispatch
+from fastconv import dispatch, workers
 from fastconv._kernels import winograd
 
 # name -> (x shape, weight shape, options)
@@ -55,6 +57,43 @@ def test_bit_identical_for_any_thread_count(dtype, rng):
     x, w, b = conv_inputs(rng, (4, 16, 18, 17), (40, 16, 3, 3), True, dtype)
     one, two = at_one_and_two_threads(lambda: fastconv.conv2d(x, w, b, padding=1, algo="winograd"))
     np.testing.assert_array_equal(one, two)
+
+
+def test_complete_while_the_helper_threads_are_busy(rng):
+    # Its workers run on the helper pool; a helper queued behind other work is run on the calling thread
+    # instead (the filter transform splits its work statically: every share must run). A first call with
+    # other weights leaves its transformed filters in the pooled buffer, so a share left undone shows.
+    # Large enough for two threads (smaller problems run on one: fastconv.threads.serial_if_small).
+    x, w, b = conv_inputs(rng, (8, 16, 40, 40), (40, 16, 3, 3), True, np.float32)
+    fastconv.conv2d(x, -w, b, padding=1, algo="winograd")
+    release = threading.Event()
+    pool = workers.executor()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    try:
+        busy = fastconv.conv2d(x, w, b, padding=1, algo="winograd").copy()
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.result()
+    one, _ = at_one_and_two_threads(lambda: fastconv.conv2d(x, w, b, padding=1, algo="winograd"))
+    np.testing.assert_array_equal(busy, one)
+
+
+def test_run_workers_runs_every_share_once():
+    release = threading.Event()
+    pool = workers.executor()
+    blockers = [pool.submit(release.wait) for _ in range(pool._max_workers)]
+    seen = []
+    try:
+        workers.run_workers(seen.append, 4)
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.result()
+    assert sorted(seen) == [0, 1, 2, 3]
+    seen.clear()
+    workers.run_workers(seen.append, 3)  # a free pool
+    assert sorted(seen) == [0, 1, 2]
 
 
 def test_out_buffer_is_filled_and_returned(rng, conv2d_ref64, assert_close):

@@ -303,7 +303,7 @@ def test_out_overlapping_an_input_is_rejected():
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", ALGOS)
-def test_bit_identical_for_one_and_two_threads(algo):
+def test_bit_identical_for_one_and_two_threads(algo, in_parallel):
     rng = np.random.default_rng(3)
     x, w, b = _data(rng, (3, 8, 7, 6), (8, 9, 4, 3), 9, np.float32)
     before = fastconv.get_num_threads()

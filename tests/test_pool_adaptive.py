@@ -71,7 +71,7 @@ def test_empty_batch_out_buffer_and_strided_input(rng):
     np.testing.assert_array_equal(out, ref.adaptive_max_pool2d(x, (2, 3)))
 
 
-def test_bit_identical_for_one_and_two_threads(rng):
+def test_bit_identical_for_one_and_two_threads(rng, in_parallel):
     x = rng.standard_normal((1, 2, 15, 14)).astype(np.float32)
     results = []
     before = numba.get_num_threads()

@@ -107,7 +107,7 @@ def test_strided_input_out_buffer_and_empty_batch(rng):
 
 
 @pytest.mark.parametrize("n_batch", [1, 8])
-def test_bit_identical_for_one_and_two_threads(n_batch, rng):
+def test_bit_identical_for_one_and_two_threads(n_batch, rng, in_parallel):
     x = rng.standard_normal((n_batch, 3, 17, 19)).astype(np.float32)
     results = []
     before = numba.get_num_threads()

@@ -159,7 +159,7 @@ def test_separable_fused_passes(k, s, p, dtype, rng, assert_close):
     lambda x: fastconv.spatial_pyramid_pool2d(x, (1, 3), mode="avg"),
     lambda x: fastconv.adaptive_max_pool2d(x, 5, return_indices=True)[1],
 ], ids=["max2x2", "avg2x2", "avg3x3", "spp-max", "spp-avg", "adaptive-indices"])
-def test_fast_paths_bit_identical_for_one_and_two_threads(call, rng):
+def test_fast_paths_bit_identical_for_one_and_two_threads(call, rng, in_parallel):
     x = _special_input(rng, (1, 1, 23, 21), np.float32)  # one plane: rows split into blocks
     before = numba.get_num_threads()
     results = []

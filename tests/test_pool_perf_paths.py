@@ -168,7 +168,7 @@ def test_2x2_divisor_override_overflowing_the_dtype_divides_by_infinity():
     lambda x: fastconv.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
 ], ids=["max2x2", "max3x3s2", "avg2x2", "avg3x3s1", "avg3x3s2-ceil"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_window_paths_bit_identical_for_one_and_two_threads(call, dtype, rng):
+def test_window_paths_bit_identical_for_one_and_two_threads(call, dtype, rng, in_parallel):
     x = _special_input(rng, (1, 2, 37, 45), dtype)  # two planes: rows split into blocks
     first, second = _both_thread_counts(lambda: call(x))
     np.testing.assert_array_equal(first, second)

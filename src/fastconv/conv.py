@@ -243,12 +243,13 @@ def _run_winograd(problem, x, weight, bias, padding_mode, dtype, out):
     block = channel_block(np.dtype(dtype).itemsize)
     n_blocks = -(-(problem.c_out // groups) // block)
     wino = memory.empty((groups, 16, n_blocks, problem.c_in // groups + 1, block), dtype)
-    winograd_weights(as_kernel_array(weight, dtype), wino)
     chunk = whole_micro_tiles(WINOGRAD_CHUNK_TILES)
     items = groups * -(-winograd_tiles(problem) // chunk)
     runs = min(n_blocks, -(-DIRECT_MIN_ITEMS // items))
     n_items = items * runs
     threads = min(current_threads(), n_items)
+    wk = as_kernel_array(weight, dtype)
+    run_workers(lambda worker: winograd_weights(wk, wino, worker, threads), threads)
     counters = range_counters(n_items, threads)
     (top, _), (left, _) = problem.pads
     xk, bk = as_kernel_array(x, dtype), _bias_or_zeros(bias, problem.c_out, dtype)

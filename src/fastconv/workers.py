@@ -42,17 +42,17 @@ def executor():
 
 
 def run_workers(work, threads):
-    """Call ``work(worker)`` for ``worker`` in ``range(threads)``: 0 on the calling thread, the others on
-    the helper pool, and return when all are done (exceptions propagate).
-
-    ``work`` must claim its items from shared counters (``_kernels/claim.py``) and release the GIL: a
-    helper still queued when the caller finishes (the pool busy with another call) is dropped, its items
-    already taken by the workers that ran.
+    """Call ``work(worker)`` once for each ``worker`` in ``range(threads)``: 0 on the calling thread, the
+    others on the helper pool, and return when all are done (exceptions propagate). A helper call still
+    queued when the calling thread is done (the pool busy with another call) is taken back and run on the
+    calling thread, so a static split of the work is complete too; ``work`` must release the GIL.
     """
     helpers = [executor().submit(work, worker) for worker in range(1, threads)]
     try:
         work(0)
     finally:
-        for helper in helpers:
-            if not helper.cancel():
+        for worker, helper in enumerate(helpers, start=1):
+            if helper.cancel():
+                work(worker)
+            else:
                 helper.result()

@@ -38,9 +38,7 @@ are bit-identical for any thread count.
 """
 
 import numpy as np
-from numba import prange
-
-from .._jit import inline, kernel, parallel_kernel
+from .._jit import inline, kernel
 from .claim import next_item
 from .conv_direct import NP, tap_microkernel
 from .simd import vec_lanes, vload, vload_even, vload_odd, vstore, vstore_strided
@@ -48,21 +46,23 @@ from .simd import vec_lanes, vload, vload_even, vload_odd, vstore, vstore_stride
 PLANE_PAD = 16  # values added to the distance between the 16 planes of V and of M (one cache line)
 
 
-@parallel_kernel
-def winograd_weights(weight, wino):
+@kernel
+def winograd_weights(weight, wino, worker, workers):
     """``wino[g, e, blk, c, i] = (G w G^T)[e]`` of ``w = weight[g * O/G + blk * B + i, c]`` (e = 4 * row +
-    column of the 4 x 4 transformed filter), zero for ``blk * B + i >= O/G``.
+    column of the 4 x 4 transformed filter), zero for ``blk * B + i >= O/G``: the share of thread
+    ``worker`` of ``workers`` (run like :func:`winograd_worker`).
 
     Contract: ``weight`` (O, C/G, 3, 3) and ``wino`` (G, 16, n_blocks, C/G + 1, B) C-contiguous, one float
     dtype, ``n_blocks * B >= O / G`` (row ``C/G`` of each block is left as it is). Parallel ownership:
-    one (group, block, channel) per iteration."""
+    thread ``worker`` does the ``worker``-th of ``workers`` equal ranges of (group, block, channel)."""
     c_out, c_per_group = weight.shape[0], weight.shape[1]
     n_groups, n_blocks, block_rows, block = wino.shape[0], wino.shape[2], wino.shape[3], wino.shape[4]
     o_per_group = c_out // n_groups
     wf = weight.reshape(-1)
     uf = wino.reshape(-1)
     es = n_blocks * block_rows * block  # between the 16 planes of a group
-    for gbc in prange(n_groups * n_blocks * c_per_group):
+    n_gbc = n_groups * n_blocks * c_per_group
+    for gbc in range(worker * n_gbc // workers, (worker + 1) * n_gbc // workers):
         g = gbc // (n_blocks * c_per_group)
         blk = gbc // c_per_group % n_blocks
         c = gbc % c_per_group
