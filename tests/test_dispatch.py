@@ -16,7 +16,7 @@ SUITE = {  # the benchmark layers (docs/algorithms.md) and the algorithm each ru
     "L5": ((32, 256, 14, 14), (256, 256, 3, 3), 1, 1, "winograd"),
     "L6": ((32, 256, 14, 14), (256, 256, 1, 1), 1, 1, "direct" if dispatch.HAS_AVX512 else "im2col"),
     "L7": ((32, 64, 56, 56), (64, 1, 3, 3), 1, 64, "depthwise"),
-    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "first_layer"),
+    "L8": ((64, 1, 28, 28), (32, 1, 5, 5), 1, 1, "direct"),
 }
 
 
@@ -42,14 +42,14 @@ def test_few_taps_go_to_the_first_layer_kernel():
     plan = fastconv.plan_conv2d((8, 3, 224, 224), (32, 3, 3, 3), padding="same")
     assert plan.algo == "first_layer" and "27 taps" in plan.reason
     # Any stride, 32 output channels (whole direct blocks): the tap boundary.
-    assert fastconv.plan_conv2d((1, 8, 16, 16), (32, 8, 3, 3), padding=1).algo == "first_layer"  # 72 taps
-    assert fastconv.plan_conv2d((1, 9, 16, 16), (32, 9, 3, 3), padding=1).algo == "direct"  # 81 taps
-    assert fastconv.plan_conv2d((1, 3, 64, 64), (32, 3, 5, 5), stride=2, padding=2).algo == "first_layer"
-    # The width boundary: rows of at least one vector.
-    width = dispatch.FIRST_LAYER_MIN_WIDTH
+    assert fastconv.plan_conv2d((1, 8, 32, 32), (32, 8, 3, 3), padding=1).algo == "first_layer"  # 72 taps
+    assert fastconv.plan_conv2d((1, 9, 32, 32), (32, 9, 3, 3), padding=1).algo == "direct"  # 81 taps
+    assert fastconv.plan_conv2d((1, 3, 128, 128), (32, 3, 5, 5), stride=2, padding=2).algo == "first_layer"
+    # The width boundary: rows of at least two vectors (L8's 28-wide rows stay direct).
+    width = dispatch.FIRST_LAYER_FEW_TAPS_MIN_WIDTH
+    assert fastconv.plan_conv2d((1, 3, 8, width), (32, 3, 3, 3), padding=1).algo == "first_layer"
     assert fastconv.plan_conv2d((1, 3, 8, width - 1), (32, 3, 3, 3), padding=1).algo == "direct"
-    # L8 (one input channel, 5x5, 28-wide maps).
-    assert fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same").algo == "first_layer"
+    assert fastconv.plan_conv2d((64, 1, 28, 28), (32, 1, 5, 5), padding="same").algo == "direct"
     # Not 1x1 kernels (a strided one would gather every stride phase to read one).
     assert fastconv.plan_conv2d((8, 32, 56, 56), (64, 32, 1, 1), stride=2).algo == "direct"
 
@@ -60,10 +60,13 @@ def test_partial_direct_blocks_go_to_the_first_layer_kernel():
     plan = fastconv.plan_conv2d((8, c_at, 56, 56), (block + 16, c_at, 3, 3), padding=1)
     assert plan.algo == "first_layer" and "not whole" in plan.reason
     assert fastconv.plan_conv2d((8, c_at + 1, 56, 56), (block + 16, c_at + 1, 3, 3), padding=1).algo == "direct"
-    # Whole blocks stay direct; grouped 16 -> 16 channels do not (float32 blocks of 32).
+    # Whole blocks stay direct; grouped 16 -> 16 channels do not (float32 blocks of 32), on 28-wide rows too.
     assert fastconv.plan_conv2d((8, 16, 56, 56), (2 * block, 16, 3, 3), padding=1).algo == "direct"
     if block == 32:
         assert fastconv.plan_conv2d((8, 64, 28, 28), (64, 16, 3, 3), groups=4, padding=1).algo == "first_layer"
+    # Rows narrower than one vector stay direct.
+    narrow = dispatch.FIRST_LAYER_MIN_WIDTH - 1
+    assert fastconv.plan_conv2d((8, c_at, 9, narrow), (block + 16, c_at, 3, 3), padding=1).algo == "direct"
 
 
 def test_reasons_name_the_rule():
