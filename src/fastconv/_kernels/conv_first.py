@@ -8,9 +8,9 @@ scheme of ``conv_depthwise`` (local zero-padded, phase-split input rows per work
 vectors of positions (AVX-512: 4 x 4 vectors of 16 float32) keep their sums in registers over all
 taps (:mod:`.local_microkernel`) and store them straight into the four output rows: the output, the
 dominant memory traffic of such a layer (32 output values per 3 input values), is written once and
-never re-read. The row's last few vectors are single-vector micro-tiles, the last one shifted back to
-end at the row's end (it recomputes a few outputs with the same inputs, same values). Rows narrower
-than a vector go through a one-tile scratch buffer.
+never re-read. The row's last few vectors go in pairs (the second vector of the last pair ending at
+the row's end: it recomputes a few outputs with the same inputs, same values), a single vector last.
+Rows narrower than a vector go through a one-tile scratch buffer.
 
 The im2col alternative writes and re-reads 9 columns per input value and then runs a GEMM whose inner
 dimension (27) is too short for BLAS to reach its peak. Measured on L1 (8x3x224x224 -> 32, 3x3), one
@@ -36,6 +36,7 @@ from .simd import HAS_AVX512
 OB = 4  # output channels per micro-tile
 NV = 4 if HAS_AVX512 else 2  # vectors of positions per full micro-tile (AVX2: 8 of its 16 registers)
 tile_microkernel = register_microkernel(OB, NV)
+pair_microkernel = register_microkernel(OB, 2, gapped=True)  # a row's last vectors, two at a time
 vector_microkernel = register_microkernel(OB, 1)
 
 
@@ -94,9 +95,14 @@ def conv_first(x, wpk, bias, out, tap_plane, tap_off, sh, sw, top, left, row_len
                                 tile_microkernel(buf, starts, n_taps, p + x0, wf, w_blk, bias, o, n_valid, of, d + x0,
                                                  out_plane)
                                 x0 += micro
-                            while x0 < ow:
-                                x0 = min(x0, ow - lanes)
+                            # The rest in pairs of vectors, the last pair's second vector ending at the row's end.
+                            while ow - x0 > lanes:
+                                gap = min(lanes, ow - lanes - x0)
+                                pair_microkernel(buf, starts, n_taps, p + x0, wf, w_blk, bias, o, n_valid, of, d + x0,
+                                                 out_plane, gap)
+                                x0 += lanes + gap
+                            if x0 < ow:
+                                x0 = ow - lanes
                                 vector_microkernel(buf, starts, n_taps, p + x0, wf, w_blk, bias, o, n_valid, of,
                                                    d + x0, out_plane)
-                                x0 += lanes
             chunk, used = next_item(counters, worker, used, workers, n_chunks)

@@ -12,6 +12,10 @@ sums stay in registers over all taps: per tap ``NV`` unaligned vector loads, ``O
 and ``OB * NV`` multiply-adds, so the FMA units, not the loads, set the pace. Rows ``o >= n_rows`` (a
 partial block of channels, whose packed weights are zero) are computed and neither read from
 ``bias`` nor stored.
+
+The gapped variant puts vector ``v`` at ``v * gap`` positions instead of ``v * lanes``, in ``buf`` and in
+``dst`` alike: two vectors covering the last ``lanes + gap`` positions of an output row, overlapping
+when ``gap < lanes`` (the overlap is computed twice from the same inputs and stored twice, same values).
 """
 
 from llvmlite import ir
@@ -23,29 +27,32 @@ from .conv_direct import MICRO_VEC_BYTES
 from .simd import address, float_array, vector_pointer
 
 
-def register_microkernel(ob, nv):
+def register_microkernel(ob, nv, gapped=False):
     """The micro-kernel intrinsic for ``ob`` output channels x ``nv`` vectors of positions (formula in
     the module docstring):
-    ``microkernel(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride)``.
+    ``microkernel(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride)``, with
+    ``gapped`` a last argument ``gap``, the positions between consecutive vectors.
 
     ``buf``, ``wf``, ``bias``, ``dst`` flat C-contiguous arrays of one float dtype, ``starts`` int64,
     ``0 < n_rows <= ob``; every index in range (no checks); ``dst`` does not overlap ``buf``."""
 
-    @intrinsic
-    def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride):
+    def typed(buf, wf, bias, dst, sig):
+        """The signature and code generator, or None for arguments of the wrong types."""
         if not (float_array(buf) and float_array(wf) and float_array(bias) and float_array(dst)
                 and buf.dtype == wf.dtype == bias.dtype == dst.dtype):
             return None
         lanes = MICRO_VEC_BYTES * 8 // buf.dtype.bitwidth
 
         def codegen(context, builder, sig, args):
-            buf_v, starts_v, nt_v, p_v, wf_v, w0_v, bias_v, b0_v, nr_v, dst_v, d0_v, rs_v = args
+            buf_v, starts_v, nt_v, p_v, wf_v, w0_v, bias_v, b0_v, nr_v, dst_v, d0_v, rs_v = args[:12]
+            i64 = ir.IntType(64)
+            step = args[12] if gapped else ir.Constant(i64, lanes)
+            vector_at = [builder.mul(step, ir.Constant(i64, v)) for v in range(nv)]  # positions after p / d0
             bits = buf.dtype.bitwidth
             align = bits // 8
             vty = ir.VectorType(context.get_value_type(buf.dtype), lanes)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                                                  f"llvm.fmuladd.v{lanes}f{bits}")
-            i64 = ir.IntType(64)
             undef = ir.Constant(vty, ir.Undefined)
             splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
 
@@ -67,7 +74,7 @@ def register_microkernel(ob, nv):
                 t = loop.index
                 offset = builder.load(address(context, builder, sig.args[1], starts_v, t))
                 row = builder.gep(base, [offset], inbounds=True)
-                xs = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * lanes)], inbounds=True),
+                xs = [builder.load(builder.bitcast(builder.gep(row, [vector_at[v]], inbounds=True),
                                                    vty.as_pointer()), align=align)
                       for v in range(nv)]
                 w_base = builder.add(w0_v, builder.mul(t, ir.Constant(i64, ob)))
@@ -79,10 +86,20 @@ def register_microkernel(ob, nv):
             for o in range(ob):
                 with builder.if_then(row_valid(o), likely=True):
                     for v in range(nv):
-                        index = builder.add(d0_v, builder.add(builder.mul(rs_v, ir.Constant(i64, o)),
-                                                              ir.Constant(i64, v * lanes)))
+                        index = builder.add(d0_v, builder.add(builder.mul(rs_v, ir.Constant(i64, o)), vector_at[v]))
                         builder.store(builder.load(accs[o][v]),
                                       vector_pointer(context, builder, sig.args[9], dst_v, index, lanes), align=align)
             return context.get_dummy_value()
-        return types.void(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride), codegen
+        return sig, codegen
+
+    if gapped:
+        @intrinsic
+        def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride, gap):
+            return typed(buf, wf, bias, dst, types.void(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0,
+                                                        row_stride, gap))
+    else:
+        @intrinsic
+        def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride):
+            return typed(buf, wf, bias, dst, types.void(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0,
+                                                        row_stride))
     return microkernel
