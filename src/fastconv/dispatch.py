@@ -62,13 +62,13 @@ DEPTHWISE_MAX_CHANNELS = 3
 FIRST_LAYER_CHANNELS = 4
 FIRST_LAYER_MAX_TAPS = 72
 
-# Kernels larger than 1x1 with at most this many taps, any number of output channels and any width:
-# the first-layer kernel (register micro-tiles of 4 output channels x 4 vectors of positions along the
-# output rows, stored straight into them). With so few taps the direct kernel's micro-tile spends much
-# of its time transposing its sums for the store. 2 threads, float32, paired medians of 12 rounds, time
-# first_layer / direct (2026-12-07, AVX-512): L1 (8, 3, 224, 224) -> 32 0.65-0.74, -> 64 0.68, -> 16
-# 0.49, stride 2 0.99; (8, 3, 128, 128) 0.64; (8, 1, 224, 224) 0.75; (16, 3, 64, 64) 0.66-0.78; (64, 3,
-# 32, 32) 0.69-0.77; (8, 3, 56, 56) 0.90-0.98; (8, 4, 112, 112)
+# Kernels larger than 1x1 with at most this many taps, any number of output channels, output rows at
+# least FIRST_LAYER_FEW_TAPS_MIN_WIDTH wide: the first-layer kernel (register micro-tiles of 4 output
+# channels x 4 vectors of positions along the output rows, stored straight into them). With so few taps
+# the direct kernel's micro-tile spends much of its time transposing its sums for the store. 2 threads,
+# float32, paired medians of 12 rounds, time first_layer / direct (2026-12-07, AVX-512): L1 (8, 3, 224,
+# 224) -> 32 0.65-0.74, -> 64 0.68, -> 16 0.49, stride 2 0.99; (8, 3, 128, 128) 0.64; (8, 1, 224, 224)
+# 0.75; (16, 3, 64, 64) 0.66-0.78; (64, 3, 32, 32) 0.69-0.77; (8, 3, 56, 56) 0.90-0.98; (8, 4, 112, 112)
 # 0.87; (8, 2, 112, 112) k5 0.93; (8, 8, 112, 112) (72 taps) 0.94, -> 128 0.95; (8, 3, 224, 224) -> 24
 # k5 (75 taps) 0.73; float64 L1 0.82, (8, 8, 112, 112) 0.96. Not 1x1 kernels: a strided one gathers
 # every stride phase and reads one, (32, 64, 56, 56) -> 128 1x1 stride 2 1.45, (8, 32, 56, 56) -> 64
@@ -78,9 +78,9 @@ FIRST_LAYER_SPATIAL_MAX_TAPS = 80
 # vectors through a scratch buffer (the digits CNN's (32, 1, 8, 8) -> 16: direct 4.0 vs first_layer
 # 2.9 GFLOP/s, one thread; (32, 3, 14, 14) -> 32 time ratio 1.03).
 FIRST_LAYER_MIN_WIDTH = 16
-# The few-taps rule (whole direct blocks) wants rows of at least two vectors: L8's 28-wide rows are two
-# single-vector micro-tiles overlapping by 4 positions, and in six full benchmark runs L8 ran at
-# 47-84 GFLOP/s on first_layer against 72-105 on direct (paired in one process: 0.89-1.06).
+# The few-taps rule (whole direct blocks) wants rows of at least two vectors. L8's 28-wide rows: the
+# first-layer kernel is faster on one thread (67 vs 57 GFLOP/s through conv2d, two overlapping vectors
+# per row), but in fifteen full benchmark runs it made 47-97 GFLOP/s against the direct kernel's 51-105.
 FIRST_LAYER_FEW_TAPS_MIN_WIDTH = 32
 
 # Kernels larger than 1x1 with at most this many taps whose output channels per group are not whole

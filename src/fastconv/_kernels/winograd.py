@@ -38,6 +38,7 @@ are bit-identical for any thread count.
 """
 
 import numpy as np
+
 from .._jit import inline, kernel
 from .claim import next_item
 from .conv_direct import NP, tap_microkernel
