@@ -99,6 +99,12 @@ CONCURRENT_SCRIPT = textwrap.dedent(
         opts = dict(padding="same", stride=1 + i % 2, groups=groups)
         expected = fastconv.reference.conv2d(x.astype(np.float64), w.astype(np.float64), **opts)
         jobs.append((x, w, opts, algo, expected))
+    # Winograd on problems large enough for two threads: its workers run on the shared helper pool.
+    for i in range(2):
+        x = rng.standard_normal((8, 32, 24, 24)).astype(np.float32)
+        w = (rng.standard_normal((32, 32, 3, 3)) / 16).astype(np.float32)
+        expected = fastconv.reference.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+        jobs.append((x, w, dict(padding=1), "winograd", expected))
 
     errors = []
     barrier = threading.Barrier(4)
