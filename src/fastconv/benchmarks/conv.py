@@ -4,6 +4,8 @@ import numpy as np
 
 import fastconv
 
+from ..conv import conv2d_problem
+from ..dispatch import CONV2D_KERNEL_ALGOS, kernel_algos
 from .common import best_times, gemm_gflops, ort_single_node, try_import_onnxruntime, try_import_torch
 
 SECTION = "conv2d"
@@ -20,12 +22,7 @@ LAYERS = {
     "L8": (64, 1, 28, 28, 32, 5, 1, 1),
 }
 QUICK_BATCH = 2
-ALGOS = ("direct", "im2col", "depthwise", "first_layer", "winograd")  # every fastconv algorithm (auto picks one)
-
-
-def layer_algos(weight, stride):
-    """The fastconv algorithms that can run a suite layer ("winograd": 3x3 stride 1 only)."""
-    return tuple(a for a in ALGOS if a != "winograd" or (weight.shape[2:] == (3, 3) and stride == 1))
+ALGOS = CONV2D_KERNEL_ALGOS  # every fastconv algorithm (auto picks one); a column each
 
 
 def layer_arrays(name, dtype=np.float32, batch=None):
@@ -72,10 +69,11 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
         flops = fastconv.shapes.conv2d_flops(
             x.shape, weight.shape, fastconv.shapes.conv_output_size(x.shape[2:], weight.shape[2:], stride, "same"))
         plan = fastconv.plan_conv2d(x.shape, weight.shape, stride=stride, padding="same", groups=groups, dtype=dtype)
+        algos = kernel_algos(conv2d_problem("bench", x.shape, weight.shape, stride, "same", 1, groups, dtype))
         candidates = {
             algo: (lambda a=algo: fastconv.conv2d(x, weight, bias, stride=stride, padding="same", groups=groups,
                                                   algo=a))
-            for algo in layer_algos(weight, stride)
+            for algo in algos
         }
         if torch is not None:
             candidates["torch"] = _torch_conv(torch, x, weight, bias, stride, groups)
@@ -83,7 +81,7 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
             candidates["onnxruntime"] = _ort_conv(ort, x, weight, bias, stride, groups)
         best = best_times(candidates, repeat=repeat)
         gf = {k: flops / v / 1e9 for k, v in best.items()}
-        ours = max(gf[algo] for algo in layer_algos(weight, stride))
+        ours = max(gf[algo] for algo in algos)
         auto = gf[plan.algo]
         peers = [gf[p] for p in ("torch", "onnxruntime") if p in gf]
         rows.append({
