@@ -10,13 +10,19 @@ import time
 import numpy as np
 
 PAUSE_SECONDS = 0.02
+# After a call of a peer whose idle threads spin (onnxruntime's default intra-op pool): long enough for
+# them to park. Measured 2026-12-07, T2, the same fastconv call run right after onnxruntime and again
+# after it: 131 vs 182 GFLOP/s with 20 ms between calls, 129 vs 183 with 30 ms, 180 vs 179 with 50 ms
+# (torch's pool: 182 vs 182 after 20 ms).
+SPIN_PARK_SECONDS = 0.06
 
 
-def best_times(candidates, repeat=5, pause=PAUSE_SECONDS):
+def best_times(candidates, repeat=5, pause=PAUSE_SECONDS, spinning=()):
     """Interleave ``candidates`` (name -> zero-argument callable) and return name -> best seconds.
 
     Every callable is run once first (JIT compilation, warm caches), then ``repeat`` rounds in
-    round-robin order; each call is followed by ``pause`` seconds of sleep.
+    round-robin order; each call is followed by ``pause`` seconds of sleep, or ``SPIN_PARK_SECONDS`` for
+    the names in ``spinning`` (peers whose idle threads keep spinning and would slow the next call).
     """
     for fn in candidates.values():
         fn()
@@ -26,7 +32,7 @@ def best_times(candidates, repeat=5, pause=PAUSE_SECONDS):
             start = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - start)
-            time.sleep(pause)
+            time.sleep(max(pause, SPIN_PARK_SECONDS) if name in spinning else pause)
     return best
 
 

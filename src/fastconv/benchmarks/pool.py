@@ -146,7 +146,8 @@ def run(quick=False):
             x_shape = (QUICK_BATCH,) + x_shape[1:]
         x = rng.standard_normal(x_shape, dtype=np.float32)
         out = _reference_output(op, x, kernel, stride, padding)
-        times = best_times(_candidates(op, x, kernel, stride, padding, out, torch, ort, threads), repeat=repeat)
+        times = best_times(_candidates(op, x, kernel, stride, padding, out, torch, ort, threads), repeat=repeat,
+                           spinning={"ort"})
         ours = times["ours"]
         peers = [t for k, t in times.items() if k != "ours"]
         rows.append(dict(
