@@ -19,6 +19,9 @@ from ._kernels.col2im_gemm import GEMM_ROWS, GEMM_VECTORS, col2im_gemm
 from ._kernels.conv_direct import MICRO_VEC_BYTES, channel_block
 from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8, interleave_phases
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
+from ._kernels.conv_transpose_interleave import ROWS as INTERLEAVE_ROWS
+from ._kernels.conv_transpose_interleave import (conv_transpose_interleave, interleave_row_bias,
+                                                 interleave_weights, interleave_workspace_bytes)
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
@@ -162,7 +165,9 @@ class TransposePlan:
 def choose_conv_transpose2d_algo(problem, algo="auto"):
     """Return ``(algo, reason)``; an ``algo`` other than "auto" is honoured.
 
-    "auto" picks "col2im" (a GEMM per work item, compiled micro-tiles or single-threaded BLAS by shape,
+    "auto" picks "col2im" when every output pixel has exactly one tap (stride = kernel (kH, 2), no padding,
+    at least ``INTERLEAVE_ROWS`` GEMM rows per group: the GEMM's micro-tiles go straight into the output,
+    ``uses_interleave``); then "col2im" (a GEMM per work item, compiled micro-tiles or single-threaded BLAS by shape,
     then a col2im gather) when its items have few GEMM rows on a deep GEMM; else the stride-1 conv2d
     route from 2 output channels per group (AVX-512); else "col2im" unless the per-group GEMM is too
     shallow for BLAS (``C_in/groups < COL2IM_MIN_DEPTH``) while each output phase
@@ -173,6 +178,9 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
     check_choice("conv_transpose2d", "algo", algo, CONV_TRANSPOSE2D_ALGOS)
     if algo != "auto":
         return algo, "requested by the caller"
+    if uses_interleave(problem):
+        return "col2im", ("stride = kernel (kH, 2), no padding: GEMM micro-tiles interleaved straight into the "
+                          "output (each output pixel has one tap: no col2im sum)")
     kh, kw = problem.kernel_hw
     sh, sw = problem.stride
     depth = problem.c_in // problem.groups
@@ -197,6 +205,9 @@ def choose_conv_transpose2d_algo(problem, algo="auto"):
 
 
 def _workspace_bytes(problem, algo):
+    if algo == "col2im" and uses_interleave(problem):  # scratch tiles, a padded weight copy, the row biases
+        return interleave_workspace_bytes(problem.c_in, problem.c_out, problem.groups, problem.kernel_hw[0],
+                                          problem.in_hw, problem.itemsize, numba.config.NUMBA_NUM_THREADS)
     if algo == "col2im":  # every worker thread's buffers, plus the packed weights when rows are padded
         split = col2im_split(problem)
         kh, kw = problem.kernel_hw
@@ -817,6 +828,24 @@ def _run_col2im_compiled(problem, split, x, weight, bias, dtype, out):
                 compiled_cols_stride(split, problem.itemsize), split.acc_len, current_threads())
 
 
+def uses_interleave(problem):
+    """The interleaving kernel (``_kernels/conv_transpose_interleave.py``) runs ``col2im``: stride equal to
+    the kernel, kernel width 2, no padding, dilation 1, no output padding (every output pixel gets exactly
+    one tap), on AVX-512, with at least one block of ``INTERLEAVE_ROWS`` GEMM rows per group."""
+    (ih, iw), (kh, kw), (oh, ow) = problem.in_hw, problem.kernel_hw, problem.out_hw
+    return (HAS_AVX512 and problem.stride == (kh, kw) and kw == 2 and problem.dilation == (1, 1)
+            and problem.pads == ((0, 0), (0, 0)) and (oh, ow) == (ih * kh, iw * kw)
+            and problem.c_out // problem.groups * kh * kw >= INTERLEAVE_ROWS)
+
+
+def _run_interleave(problem, x, weight, bias, dtype, out):
+    """GEMM micro-tiles whose columns are interleaved straight into the output (no col2im sum)."""
+    kh = problem.kernel_hw[0]
+    conv_transpose_interleave(as_kernel_array(x, dtype), interleave_weights(weight, dtype),
+                              interleave_row_bias(bias, problem.groups, kh, dtype), out, problem.groups,
+                              current_threads())
+
+
 def _run_col2im(problem, x, weight, bias, dtype, out):
     """Work items (column block, group, channel block), each: one BLAS GEMM on the calling thread
     ``cols = W_block (rows x C_in/g) @ x_block (C_in/g x positions)``, then :func:`col2im_item` into the
@@ -825,6 +854,9 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
     Items are handed out dynamically to ``fastconv.get_num_threads()`` threads (the caller and helper
     threads); each owns disjoint outputs and computes them the same way whichever thread runs it.
     """
+    if uses_interleave(problem):
+        _run_interleave(problem, x, weight, bias, dtype, out)
+        return
     split = col2im_split(problem)
     if uses_compiled_gemm(problem, split):
         _run_col2im_compiled(problem, split, x, weight, bias, dtype, out)

@@ -13,6 +13,9 @@ and ``OB * NV`` multiply-adds, so the FMA units, not the loads, set the pace. Ro
 partial block of channels, whose packed weights are zero) are computed and neither read from
 ``bias`` nor stored.
 
+The weight-step variant reads tap ``t``'s weights at ``wf[w0 + t * w_step + o]`` instead of
+``wf[w0 + t * OB + o]``: a weight matrix used where it lies, its rows ``w_step`` apart (no packed copy).
+
 The gapped variant puts vector ``v`` at ``v * gap`` positions instead of ``v * lanes``, in ``buf`` and in
 ``dst`` alike: two vectors covering the last ``lanes + gap`` positions of an output row, overlapping
 when ``gap < lanes`` (the overlap is computed twice from the same inputs and stored twice, same values).
@@ -27,11 +30,12 @@ from .conv_direct import MICRO_VEC_BYTES
 from .simd import address, float_array, vector_pointer
 
 
-def register_microkernel(ob, nv, gapped=False):
+def register_microkernel(ob, nv, gapped=False, weight_step=False):
     """The micro-kernel intrinsic for ``ob`` output channels x ``nv`` vectors of positions (formula in
     the module docstring):
     ``microkernel(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride)``, with
-    ``gapped`` a last argument ``gap``, the positions between consecutive vectors.
+    ``gapped`` one more argument ``gap``, the positions between consecutive vectors, and with
+    ``weight_step`` one more argument ``w_step``, the distance between consecutive taps' weights.
 
     ``buf``, ``wf``, ``bias``, ``dst`` flat C-contiguous arrays of one float dtype, ``starts`` int64,
     ``0 < n_rows <= ob``; every index in range (no checks); ``dst`` does not overlap ``buf``."""
@@ -47,6 +51,7 @@ def register_microkernel(ob, nv, gapped=False):
             buf_v, starts_v, nt_v, p_v, wf_v, w0_v, bias_v, b0_v, nr_v, dst_v, d0_v, rs_v = args[:12]
             i64 = ir.IntType(64)
             step = args[12] if gapped else ir.Constant(i64, lanes)
+            w_step = args[-1] if weight_step else ir.Constant(i64, ob)
             vector_at = [builder.mul(step, ir.Constant(i64, v)) for v in range(nv)]  # positions after p / d0
             bits = buf.dtype.bitwidth
             align = bits // 8
@@ -77,7 +82,7 @@ def register_microkernel(ob, nv, gapped=False):
                 xs = [builder.load(builder.bitcast(builder.gep(row, [vector_at[v]], inbounds=True),
                                                    vty.as_pointer()), align=align)
                       for v in range(nv)]
-                w_base = builder.add(w0_v, builder.mul(t, ir.Constant(i64, ob)))
+                w_base = builder.add(w0_v, builder.mul(t, w_step))
                 for o in range(ob):
                     w = splat(builder.load(address(context, builder, sig.args[4], wf_v,
                                                    builder.add(w_base, ir.Constant(i64, o)))))
@@ -92,11 +97,18 @@ def register_microkernel(ob, nv, gapped=False):
             return context.get_dummy_value()
         return sig, codegen
 
+    if gapped and weight_step:
+        raise NotImplementedError("a gapped micro-kernel with a weight step")
     if gapped:
         @intrinsic
         def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride, gap):
             return typed(buf, wf, bias, dst, types.void(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0,
                                                         row_stride, gap))
+    elif weight_step:
+        @intrinsic
+        def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride, w_step):
+            return typed(buf, wf, bias, dst, types.void(buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0,
+                                                        row_stride, w_step))
     else:
         @intrinsic
         def microkernel(typingctx, buf, starts, n_taps, p, wf, w0, bias, b0, n_rows, dst, d0, row_stride):
