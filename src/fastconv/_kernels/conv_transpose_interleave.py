@@ -3,10 +3,10 @@ upsampling, T2), padding 0: every output pixel gets exactly one tap, so the GEMM
 sum, only an interleave, done in the micro-tile's epilogue (``conv_transpose2d(algo="col2im")`` routes here).
 
 Why: the BLAS route computes each image's GEMM into a buffer and then copies it to the output through
-``col2im_item``; on T2 that is 152-162 GFLOP/s on two threads (onnxruntime 135-161). Here a
+``col2im_item``; on T2 that is 157-163 GFLOP/s on two threads (onnxruntime 159). Here a
 register-blocked micro-kernel (:func:`.local_microkernel.register_microkernel`) computes ``ROWS`` GEMM
 rows x one vector of input positions over all input channels, and the rows go straight from an L1
-scratch tile to the output with vector interleaving stores. T2, same process: 178-198 (prototype).
+scratch tile to the output with vector interleaving stores: T2 178-184 (more in docs/conv_transpose.md).
 
 Formula (``kh = sh``, ``kw = sw = 2``, no padding, dilation 1)::
 
@@ -39,9 +39,10 @@ from .conv_direct import MICRO_VEC_BYTES
 from .local_microkernel import register_microkernel
 from .simd import HAS_AVX512, float_array, shuffle_mask, vector_pointer
 
-# GEMM rows per micro-tile (8 / 4 (o, ky) pairs); one vector of positions. T2, prototype, one thread
-# with the output stores: 8 x 3 83, 12 x 2 85, 8 x 2 87, 12 x 1 89, 16 x 1 90, 24 x 1 90, 28 x 1 86 GFLOP/s
-# (two threads: 16 x 1 178-198, 8 x 3 122-137, 12 x 1 133-151).
+# GEMM rows per micro-tile (8 / 4 (o, ky) pairs) x one vector of positions. T2, one thread, rows x
+# vectors: 8 x 3 83, 12 x 2 85, 8 x 2 87, 12 x 1 89, 16 x 1 90, 24 x 1 90, 28 x 1 86 GFLOP/s (a prototype
+# with packed weights). 16 x 1: each tile's inputs (C_in/G x 64 bytes) stay in L1 across the row blocks.
+# The AVX2 build (8 x 1 of 8 lanes) lost to the BLAS route, 0.44-0.73x: the dispatch uses it on AVX-512.
 ROWS = 16 if HAS_AVX512 else 8
 interleave_microkernel = register_microkernel(ROWS, 1, weight_step=True)
 
