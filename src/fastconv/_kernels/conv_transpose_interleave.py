@@ -22,9 +22,11 @@ becomes a segment of the output rows ``i * kh + ky``.
 
 Contract: ``x`` (N, C_in, IH, IW), ``out`` (N, O, IH * kh, IW * 2), C-contiguous, one float dtype;
 ``weights`` (C_in, row_step) (:func:`interleave_weights`: each channel's GEMM rows, whole blocks of ``ROWS``
-readable), ``row_bias`` (G * n_blocks * ROWS,) the bias of each GEMM row (:func:`interleave_row_bias`). Parallel ownership: work items are (image, group,
-tile), claimed dynamically (:mod:`.claim`); an item writes only its own positions' outputs. Every output
-is one sum over channels in order: results do not depend on the thread count.
+readable), ``row_bias`` (G * n_blocks * ROWS,) the bias of each GEMM row (:func:`interleave_row_bias`).
+
+Parallel ownership: work items are (image, group, tile), claimed dynamically (:mod:`.claim`); an item
+writes only its own positions' outputs. Every output is one sum over channels in order: results do not
+depend on the thread count.
 """
 
 import numpy as np

@@ -6,7 +6,8 @@ import fastconv
 
 from ..conv import conv2d_problem
 from ..dispatch import CONV2D_KERNEL_ALGOS, kernel_algos
-from .common import best_times, gemm_gflops, ort_single_node, try_import_onnxruntime, try_import_torch
+from .common import (MIN_SECONDS, best_times, gemm_gflops, ort_single_node, try_import_onnxruntime,
+                     try_import_torch)
 
 SECTION = "conv2d"
 
@@ -79,7 +80,7 @@ def run(quick=False, dtype=np.float32, layers=None, repeat=None):
             candidates["torch"] = _torch_conv(torch, x, weight, bias, stride, groups)
         if ort is not None:
             candidates["onnxruntime"] = _ort_conv(ort, x, weight, bias, stride, groups)
-        best = best_times(candidates, repeat=repeat)
+        best = best_times(candidates, repeat=repeat, min_seconds=0 if quick else MIN_SECONDS)
         gf = {k: flops / v / 1e9 for k, v in best.items()}
         ours = max(gf[algo] for algo in algos)
         auto = gf[plan.algo]

@@ -25,7 +25,8 @@ import os
 import numpy as np
 
 from ..conv_transpose import conv_transpose2d, conv_transpose2d_problem, plan_conv_transpose2d
-from .common import best_times, gemm_gflops, ort_single_node, try_import_onnxruntime, try_import_torch
+from .common import (MIN_SECONDS, best_times, gemm_gflops, ort_single_node, try_import_onnxruntime,
+                     try_import_torch)
 
 SECTION = "conv_transpose2d"
 
@@ -105,7 +106,7 @@ def run(quick=False, repeat=None):
         for key, fn in candidates.items():
             np.testing.assert_allclose(np.asarray(fn()), expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max(),
                                        err_msg=f"{name} {key}")
-        seconds = best_times(candidates, repeat=repeat, spinning={"ort"})
+        seconds = best_times(candidates, repeat=repeat, spinning={"ort"}, min_seconds=0 if quick else MIN_SECONDS)
         gflops = {key: problem.flops / t / 1e9 for key, t in seconds.items()}
         ort_best = max([gflops[p] for p in ("ort", "ort_nospin") if p in gflops], default=None)
         peers = [v for v in (gflops.get("torch"), ort_best) if v is not None]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..pool import avg_pool2d, max_pool2d, spatial_pyramid_pool2d
 from ..shapes import adaptive_bins, paper_bins, paper_window_stride
-from .common import best_times, copy_gbps, try_import_onnxruntime, try_import_torch
+from .common import MIN_SECONDS, best_times, copy_gbps, try_import_onnxruntime, try_import_torch
 
 SECTION = "pooling"
 
@@ -147,7 +147,7 @@ def run(quick=False):
         x = rng.standard_normal(x_shape, dtype=np.float32)
         out = _reference_output(op, x, kernel, stride, padding)
         times = best_times(_candidates(op, x, kernel, stride, padding, out, torch, ort, threads), repeat=repeat,
-                           spinning={"ort"})
+                           spinning={"ort"}, min_seconds=0 if quick else MIN_SECONDS)
         ours = times["ours"]
         peers = [t for k, t in times.items() if k != "ours"]
         rows.append(dict(
