@@ -111,3 +111,19 @@ def test_every_op_matches_reference(op, dtype):
     got = OPS[op](fastconv, x, dtype)
     want = OPS[op](ref, x.astype(np.float64), np.float64)
     _close(got, want, dtype)
+
+
+# The interleaving transposed-conv kernel (stride = kernel (kH, 2)), called directly: the dispatch routes
+# to it on AVX-512 only, and this file's bounds-checked CI run compiles for AVX2. Images smaller than a
+# vector and wider ones with a shifted last tile; 6 GEMM rows per group (a padded weight copy); 2 groups.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("x_shape", [(2, 4, 2, 3), (1, 4, 5, 13)], ids=["small", "wide"])
+def test_interleaving_transposed_conv_kernel(x_shape, dtype):
+    import fastconv.conv_transpose as ct
+
+    x, w, b = _arr(*x_shape).astype(dtype), _arr(4, 1, 3, 2).astype(dtype), _arr(2).astype(dtype)
+    problem = ct.conv_transpose2d_problem("t", x.shape, w.shape, (3, 2), 0, 0, None, 1, 2, np.dtype(dtype))
+    got = np.empty((x.shape[0], 2) + problem.out_hw, dtype)
+    ct._run_interleave(problem, x, w, b, dtype, got)
+    _close(got, ref.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                     stride=(3, 2), groups=2), dtype)
