@@ -10,8 +10,8 @@ scratch tile to the output with vector interleaving stores: T2 178-184 (more in 
 
 Formula (``kh = sh``, ``kw = sw = 2``, no padding, dilation 1)::
 
-    out[n, g*og + o, i*kh + ky, 2*j + kx] = bias[g*og + o] + sum_c wpk-row (o, ky, kx) of channel c
-                                             * x[n, g*cg + c, i, j]
+    out[n, g*og + o, i*kh + ky, 2*j + kx] = bias[g*og + o]
+                                            + sum_c weight[g*cg + c, o, ky, kx] * x[n, g*cg + c, i, j]
 
 GEMM row ``r = (o * kh + ky) * 2 + kx`` (the order of ``weight[c].reshape(-1)``); rows ``2q`` and ``2q + 1``
 are the pair ``(o, ky) = divmod(q, kh)`` with ``kx`` 0 and 1, interleaved into one output row. A tile is
