@@ -128,6 +128,7 @@ def test_public_api_routes_stride_equal_kernel_here():
     _assert_close(conv_transpose2d(x, w, b, stride=2), x, w, b, 2, 1, np.float32)
 
 
+@pytest.mark.skipif(not HAS_AVX512, reason="the dispatch routes here on AVX-512 hosts only")
 @pytest.mark.parametrize("x_shape, w_shape, kw, reason", [
     ((2, 6, 7, 9), (6, 3, 2, 2), dict(stride=2), "12 GEMM rows: less than a block"),
     ((2, 6, 7, 9), (6, 4, 2, 2), dict(stride=2, padding=1), "padding"),
