@@ -22,7 +22,7 @@ from ._kernels.backward_conv_gemm import gemm
 from ._kernels.im2col import im2col_band
 from .blas import one_blas_thread
 from .threads import SERIAL_MACS
-from .workers import executor
+from .workers import run_workers
 
 # A band's columns stay under this many bytes, so the GEMM reads them from
 # the cache right after the unfold wrote them (one image row at least).
@@ -124,15 +124,7 @@ def run_tasks(tasks):
             task.run(unit, buffers)
 
     with one_blas_thread():
-        if threads == 1:
-            worker()
-            return
-        helpers = [executor().submit(worker) for _ in range(threads - 1)]
-        try:
-            worker()
-        finally:
-            for helper in helpers:
-                helper.result()
+        run_workers(lambda _: worker(), threads)
 
 
 class ConvBands:

@@ -19,9 +19,8 @@ from ._kernels.col2im_gemm import GEMM_ROWS, GEMM_VECTORS, col2im_gemm
 from ._kernels.conv_direct import MICRO_VEC_BYTES, channel_block
 from ._kernels.conv_transpose import OB, conv_transpose_phases_ob1, conv_transpose_phases_ob8, interleave_phases
 from ._kernels.conv_transpose_col2im import col2im_item, pack_gemm_weights
-from ._kernels.conv_transpose_interleave import ROWS as INTERLEAVE_ROWS
-from ._kernels.conv_transpose_interleave import (conv_transpose_interleave, interleave_row_bias,
-                                                 interleave_weights, interleave_workspace_bytes)
+from ._kernels.conv_transpose_interleave import ROWS as INTERLEAVE_ROWS, conv_transpose_interleave
+from ._kernels.conv_transpose_interleave import interleave_row_bias, interleave_weights, interleave_workspace_bytes
 from ._kernels.simd import HAS_AVX512
 from ._validate import (as_kernel_array, as_pair, check_array, check_choice, check_out, common_dtype,
                         conv_shapes_and_steps)
@@ -32,7 +31,7 @@ from .dispatch import (DIRECT_BLOCK_MIN_CHANNELS, DIRECT_TILE_POSITIONS, TAP_GEM
                        plan_conv2d)
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
-from .workers import executor
+from .workers import run_workers
 
 # ---------------------------------------------------------------------------------------------------
 # Problem
@@ -923,10 +922,4 @@ def _run_col2im(problem, x, weight, bias, dtype, out):
 
     threads = min(numba.get_num_threads(), split.items)
     with one_blas_thread():
-        helpers = [executor().submit(worker) for _ in range(threads - 1)]
-        try:
-            worker()
-        finally:
-            for helper in helpers:  # a helper still queued (pool busy with another call) is dropped
-                if not helper.cancel():
-                    helper.result()
+        run_workers(lambda _: worker(), threads)  # a helper taken back runs on the caller: nothing left
