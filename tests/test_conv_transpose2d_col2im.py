@@ -234,6 +234,32 @@ def test_one_row_bands_with_shifts_longer_than_the_band():
     assert_close_to(got, _reference(x, w, None, **kwargs), np.float32)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["f32", "f64"])
+def test_compiled_kernel_reads_the_weight_in_place_when_its_rows_fill_blocks(dtype):
+    """``row_block_weights``: the weight itself when every channel block's GEMM rows come in whole blocks of
+    ``GEMM_ROWS`` (here a kernel of exactly ``GEMM_ROWS`` taps, in 2-channel blocks with a partial last
+    one), a zero-padded copy otherwise (10 taps, a read-only weight); all agree with the reference."""
+    rows = ct.GEMM_ROWS
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 6, 7, 9)).astype(dtype)
+    whole = (6, 5, rows // 3, 3) if rows % 3 == 0 else (6, 5, rows // 2, 2)  # GEMM_ROWS taps: 9 or 4
+    cases = [(whole, True, True), ((6, 5, 2, 5), True, False), (whole, False, False)]
+    with gemm_engine("compiled"):
+        for w_shape, writeable, in_place in cases:
+            w = rng.standard_normal(w_shape).astype(dtype)
+            w.flags.writeable = writeable
+            problem = _problem(x.shape, w_shape, dtype=dtype)
+            split = ct.Col2imSplit(**{**ct.col2im_split(problem).__dict__, "channels": 2})
+            wf, strides = ct.row_block_weights(w, split, 1, dtype)
+            assert np.shares_memory(wf, w) == in_place
+            assert all(step % rows == 0 for step in strides)
+            expected = _reference(x, w, None)
+            got = np.empty(expected.shape, dtype)
+            ct._run_col2im_compiled(problem, split, x, w, np.zeros(5, dtype), dtype, got)
+            assert_close_to(got, expected, dtype)
+            assert_close_to(conv_transpose2d(x, w, algo="col2im"), expected, dtype)
+
+
 def test_strided_readonly_and_mixed_dtype_inputs():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 6, 16, 9)).astype(np.float32)[:, :, ::2]  # strided

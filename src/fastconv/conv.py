@@ -25,6 +25,7 @@ from .dispatch import (DEPTHWISE_ITEM_POSITIONS, DEPTHWISE_MAC_COST,
                        WINOGRAD_CHUNK_CHANNELS, WINOGRAD_CHUNK_TILES, Conv2dProblem, choose_conv2d_algo,
                        kernel_algos, measure_key, tap_gemm_fits, whole_micro_tiles, winograd_tiles)
 from .padding import check_padding_mode, pad_nchw
+from .plan_cache import memoised_plan
 from .shapes import output_size_2d, padding_2d
 from .threads import current_threads, serial_if_small
 from .workers import run_workers
@@ -102,11 +103,10 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
     if bias is not None:
         check_array(fn, "bias", bias, 1)
     dtype = common_dtype(x, weight, bias)
-    problem = conv2d_problem(fn, x.shape, weight.shape, stride, padding, dilation, groups, dtype)
-    if bias is not None and bias.shape[0] != problem.c_out:
-        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias.shape}")
-    check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
-    chosen, _ = choose_conv2d_algo(problem, algo)
+    # "measure" asks autotune's memory, which its first call fills: planned afresh every call
+    plan = _call_plan.__wrapped__ if algo == "measure" else _call_plan
+    problem, chosen = plan(x.shape, weight.shape, None if bias is None else bias.shape, stride, padding, dilation,
+                           groups, padding_mode, dtype, algo)
     out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
     if problem.n_batch == 0:
         return out
@@ -119,6 +119,17 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, p
         return out
     _run(chosen, problem, x, weight, bias, padding_mode, dtype, out)
     return out
+
+
+@memoised_plan
+def _call_plan(x_shape, weight_shape, bias_shape, stride, padding, dilation, groups, padding_mode, dtype, algo):
+    """``(problem, algo)`` of a ``conv2d`` call, its options validated (memoised per signature)."""
+    fn = "conv2d"
+    problem = conv2d_problem(fn, x_shape, weight_shape, stride, padding, dilation, groups, dtype)
+    if bias_shape is not None and bias_shape[0] != problem.c_out:
+        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias_shape}")
+    check_padding_mode(fn, padding_mode, problem.pads, problem.in_hw)
+    return problem, choose_conv2d_algo(problem, algo)[0]
 
 
 def _run(chosen, problem, x, weight, bias, padding_mode, dtype, out):

@@ -29,6 +29,7 @@ from .conv import conv2d, run_blocked_tiles
 from .conv_layout import pack_taps, tile_geometry, tile_workspace
 from .dispatch import (DIRECT_BLOCK_MIN_CHANNELS, DIRECT_TILE_POSITIONS, TAP_GEMM_MAX_ROWS, TAP_GEMM_MIN_DEPTH,
                        plan_conv2d)
+from .plan_cache import memoised_plan
 from .shapes import transpose_geometry_2d
 from .threads import current_threads, serial_if_small
 from .workers import run_workers
@@ -210,9 +211,10 @@ def _workspace_bytes(problem, algo):
     if algo == "col2im":  # every worker thread's buffers, plus the packed weights when rows are padded
         split = col2im_split(problem)
         kh, kw = problem.kernel_hw
-        if uses_compiled_gemm(problem, split):
-            packed = problem.c_in * _ceil_div(problem.c_out // problem.groups, split.channels) * compiled_rows(
-                problem, split)
+        if uses_compiled_gemm(problem, split):  # plus the padded weights, unless read in place
+            og = problem.c_out // problem.groups
+            packed = 0 if rows_fill_blocks(og, kh * kw, split) else (
+                problem.c_in * _ceil_div(og, split.channels) * compiled_rows(problem, split))
             return (compiled_workspace_bytes(problem, split) * numba.config.NUMBA_NUM_THREADS
                     + packed * problem.itemsize)
         packed = 0
@@ -441,11 +443,8 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
     if bias is not None:
         check_array(fn, "bias", bias, 1)
     dtype = common_dtype(x, weight, bias)
-    problem = conv_transpose2d_problem(fn, x.shape, weight.shape, stride, padding, output_padding, output_size,
-                                       dilation, groups, dtype)
-    if bias is not None and bias.shape[0] != problem.c_out:
-        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias.shape}")
-    chosen, _ = choose_conv_transpose2d_algo(problem, algo)
+    problem, chosen = _call_plan(x.shape, weight.shape, None if bias is None else bias.shape, stride, padding,
+                                 output_padding, output_size, dilation, groups, dtype, algo)
     out = check_out(fn, out, (problem.n_batch, problem.c_out) + problem.out_hw, dtype, (x, weight, bias))
     if problem.n_batch == 0:
         return out
@@ -456,6 +455,18 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
         else:
             _run_col2im(problem, x, weight, bias_k, dtype, out)
     return out
+
+
+@memoised_plan
+def _call_plan(x_shape, weight_shape, bias_shape, stride, padding, output_padding, output_size, dilation, groups,
+               dtype, algo):
+    """``(problem, algo)`` of a ``conv_transpose2d`` call, its options validated (memoised per signature)."""
+    fn = "conv_transpose2d"
+    problem = conv_transpose2d_problem(fn, x_shape, weight_shape, stride, padding, output_padding, output_size,
+                                       dilation, groups, dtype)
+    if bias_shape is not None and bias_shape[0] != problem.c_out:
+        raise ValueError(f"{fn}: bias must have shape ({problem.c_out},), got {bias_shape}")
+    return problem, choose_conv_transpose2d_algo(problem, algo)[0]
 
 
 def conv2d_pads(problem):
@@ -798,12 +809,26 @@ def compiled_workspace_bytes(problem, split):
             + cg * compiled_micro_positions(problem.itemsize)) * problem.itemsize
 
 
-def pack_row_blocks(weight, split, groups, dtype):
-    """(C_in, O/g, kh, kw) -> (G, n_blocks, n_row_blocks, C_in/g, GEMM_ROWS): per channel block, its GEMM
-    rows ``(o, ky, kx)`` in blocks of ``GEMM_ROWS``, channel-major inside a block (the micro-kernel's
-    weight order), zero past the block's rows."""
+def rows_fill_blocks(og, kk, split):
+    """Whether every channel block's GEMM rows (``og * kk`` per group in blocks of ``split.channels * kk``)
+    come in whole row blocks of ``GEMM_ROWS``: the compiled kernel can read the weight where it lies."""
+    return split.channels * kk % GEMM_ROWS == 0 and og * kk % GEMM_ROWS == 0
+
+
+def row_block_weights(weight, split, groups, dtype):
+    """``(wf, (w_group, w_block, w_rows, w_step))``: the compiled kernel's flat weights and their strides per
+    group, channel block, row block of ``GEMM_ROWS`` and input channel.
+
+    The weight itself when every block's rows come in whole row blocks (no copy: after an idle pause the
+    packing cost T3 ~0.1 ms of a ~1 ms call): channel ``c``'s rows ``(o, ky, kx)`` are contiguous there.
+    Else a packed copy (G, n_blocks, n_row_blocks, C_in/G, GEMM_ROWS), zero past each block's rows, a row
+    block's weights contiguous (T1's 16-tap rows: a block's 128 channels would otherwise be 128 rows of
+    4 KiB apart)."""
     c_in, og, kh, kw = weight.shape
     cg, kk = c_in // groups, kh * kw
+    if (rows_fill_blocks(og, kk, split) and weight.dtype == dtype and weight.flags.c_contiguous
+            and weight.flags.writeable):
+        return weight.reshape(-1), (cg * og * kk, split.channels * kk, GEMM_ROWS, og * kk)
     n_blocks = _ceil_div(og, split.channels)
     block_rows = split.channels * kk
     n_rb = _ceil_div(block_rows, GEMM_ROWS)
@@ -815,14 +840,15 @@ def pack_row_blocks(weight, split, groups, dtype):
         rows[:, :, blk, :n] = w3[:, :, r0:r0 + n]
     packed = memory.empty((groups, n_blocks, n_rb, cg, GEMM_ROWS), dtype)
     np.copyto(packed, rows.reshape(groups, cg, n_blocks, n_rb, GEMM_ROWS).transpose(0, 2, 3, 1, 4))
-    return packed
+    return packed.reshape(-1), (n_blocks * n_rb * cg * GEMM_ROWS, n_rb * cg * GEMM_ROWS, cg * GEMM_ROWS, GEMM_ROWS)
 
 
 def _run_col2im_compiled(problem, split, x, weight, bias, dtype, out):
     """The col2im items in one compiled parallel kernel (GEMM by micro-tiles, then ``col2im_item``)."""
     (kh, kw), (sh, sw), (dh, dw) = problem.kernel_hw, problem.stride, problem.dilation
     ((top, _), (left, _)) = problem.pads
-    col2im_gemm(as_kernel_array(x, dtype), pack_row_blocks(weight, split, problem.groups, dtype), bias, out,
+    wf, (w_group, w_block, w_rows, w_step) = row_block_weights(weight, split, problem.groups, dtype)
+    col2im_gemm(as_kernel_array(x, dtype), wf, w_group, w_block, w_rows, w_step, bias, out, problem.groups,
                 split.channels, split.bands, split.band_rows, kh, kw, sh, sw, dh, dw, top, left,
                 compiled_cols_stride(split, problem.itemsize), split.acc_len, current_threads())
 
