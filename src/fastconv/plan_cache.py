@@ -7,9 +7,9 @@ data have left the core's caches (measured: a (1, 64, 4, 4) conv_transpose2d too
 210-300 us after a 20 ms sleep; building its problem alone 15 vs 66-124 us). A call whose options are
 plain values looks its plan up instead.
 
-Only exact ``int``, ``str``, ``None``, the float32 / float64 dtypes and tuples of them are looked up: ``1`` and ``1.0`` or
-``True`` compare equal as keys, but are not the same argument (a float stride must still raise), and a
-list is not hashable. Any other value plans afresh, the same code. Errors are never cached (the planner
+Only exact ``int``, ``str``, ``None``, the float32 / float64 dtypes and tuples of them are looked up:
+``1``, ``1.0`` and ``True`` compare equal as keys but are not the same argument (a float stride must
+still raise), and a list is not hashable. Any other value plans afresh, the same code. Errors are never cached (the planner
 raises on every call), so a cached call validates exactly as an uncached one.
 """
 
