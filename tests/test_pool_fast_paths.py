@@ -135,6 +135,52 @@ def test_3x3_stride2_max_one_pass(h, w, p, dtype, rng):
             assert takes == (ow >= lanes)
 
 
+# 3x3 / stride 1 / padding 1 with the column pass in registers (``_window3s1_rows``): rows of exactly one
+# vector of outputs, one more, whole vectors, whole vectors plus a shifted last chunk; 1, 2, 3 and more
+# rows (a one-row image has only edge rows). Narrower rows take the scratch-row kernel. Results are the
+# scratch-row kernel's, bit for bit (NaN payloads aside), and the reference's.
+SAME3 = [(1, 8), (2, 9), (3, 16), (5, 17), (6, 33), (4, 40), (7, 7), (9, 3), (112, 112)]
+
+
+def _scratch_row_kernel_only(monkeypatch):
+    monkeypatch.setattr(fastconv.pool, "_is_3x3_stride_1_same", lambda *args: False)
+
+
+def _same_bits(a, b):
+    """Equal values, NaN where the other has NaN, equal signs of zeros (NaN payloads may differ)."""
+    return (np.array_equal(a, b, equal_nan=True)
+            and np.array_equal(np.signbit(a)[~np.isnan(a)], np.signbit(b)[~np.isnan(b)]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h,w", SAME3, ids=[f"{h}x{w}" for h, w in SAME3])
+def test_3x3_stride1_same_in_registers(h, w, dtype, rng, monkeypatch, assert_close):
+    lanes = 32 // np.dtype(dtype).itemsize
+    x = _special_input(rng, (2, 3, h, w), dtype)
+    x[1, 2] = -np.inf  # a plane of -inf: padding must never win
+    same = ((1, 1), (1, 1))
+    assert fastconv.pool._is_3x3_stride_1_same((3, 3), (1, 1), (1, 1), same, x.shape, x.shape, dtype) == (w >= lanes)
+    assert not fastconv.pool._is_3x3_stride_1_same((3, 3), (1, 1), (1, 1), ((1, 0), (1, 1)), x.shape,
+                                                   (2, 3, h - 1, w), dtype)
+    y = rng.standard_normal(x.shape).astype(dtype)
+    y[0, 0, 0] = -0.0  # the first row: sums of -0.0 with the padding's +0.0
+    calls = {
+        "max": lambda a: fastconv.max_pool2d(a, 3, 1, padding=1),
+        "avg": lambda a: fastconv.avg_pool2d(a, 3, 1, padding=1),
+        "avg-exclude-pad": lambda a: fastconv.avg_pool2d(a, 3, 1, padding=1, count_include_pad=False),
+        "avg-divisor": lambda a: fastconv.avg_pool2d(a, 3, 1, padding=1, divisor_override=5),
+    }
+    got = {name: (call(x), call(y)) for name, call in calls.items()}
+    np.testing.assert_array_equal(got["max"][0], ref.max_pool2d(x, 3, 1, padding=1))
+    assert_close(got["avg"][1], ref.avg_pool2d(y.astype(np.float64), 3, 1, padding=1), dtype)
+    assert_close(got["avg-exclude-pad"][1],
+                 ref.avg_pool2d(y.astype(np.float64), 3, 1, padding=1, count_include_pad=False), dtype)
+    _scratch_row_kernel_only(monkeypatch)
+    for name, call in calls.items():
+        assert _same_bits(got[name][0], call(x)), name
+        assert _same_bits(got[name][1], call(y)), name
+
+
 FUSED = [(k, s, p) for k in (2, 3) for s in (1, 2) for p in (0, 1)] + [(4, 2, 1), (3, 3, 1), ((3, 2), (2, 1), 1)]
 
 

@@ -127,3 +127,15 @@ def test_interleaving_transposed_conv_kernel(x_shape, dtype):
     ct._run_interleave(problem, x, w, b, dtype, got)
     _close(got, ref.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                      stride=(3, 2), groups=2), dtype)
+
+
+# 3x3 / stride 1 / padding 1 pools with the column pass in registers: one plane row of whole vectors and
+# one with a shifted last chunk, 1 and 4 rows.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("hw", [(4, 16), (1, 11)], ids=["whole", "shifted"])
+def test_3x3_stride1_pools(hw, dtype):
+    x = _arr(2, 3, *hw).astype(dtype)
+    x64 = x.astype(np.float64)
+    _close(fastconv.max_pool2d(x, 3, 1, padding=1), ref.max_pool2d(x64, 3, 1, padding=1), dtype)
+    _close(fastconv.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False),
+           ref.avg_pool2d(x64, 3, 1, padding=1, count_include_pad=False), dtype)

@@ -107,6 +107,8 @@ def _run_window_kernels(x, out, k_hw, s_hw, d_hw, pads, mode, divisor):
     kernel_mode = min(mode, 1)
     if mode == 0 and _is_3x3_stride_2(k_hw, s_hw, d_hw, left, iw, ow, x.dtype):
         kernel_mode = 2  # one pass, no scratch row
+    elif _is_3x3_stride_1_same(k_hw, s_hw, d_hw, pads, x.shape, out.shape, x.dtype):
+        kernel_mode = 3 if mode == 0 else 4  # the column pass in registers, no scratch row
     window_pool2d_kernel(xk, out, _scratch(x.dtype, length), row_div, col_div, k_hw[0], k_hw[1], s_hw[0], s_hw[1],
                          d_hw[0], d_hw[1], top, left, kernel_mode, blocks, current_threads(),
                          out.nbytes >= STREAM_MIN_BYTES)
@@ -118,6 +120,14 @@ def _is_3x3_stride_2(k_hw, s_hw, d_hw, left, iw, ow, dtype):
     lanes = VEC_BYTES // np.dtype(dtype).itemsize
     return (k_hw == (3, 3) and s_hw == (2, 2) and d_hw == (1, 1) and left <= 1 and ow >= lanes
             and 2 * ow - left <= iw)
+
+
+def _is_3x3_stride_1_same(k_hw, s_hw, d_hw, pads, x_shape, out_shape, dtype):
+    """The register-pipelined 3x3 / stride 1 pool applies (``_window3s1_rows``): one cell of padding on every
+    side (output size = input size), no dilation, rows of at least one vector."""
+    lanes = VEC_BYTES // np.dtype(dtype).itemsize
+    return (k_hw == (3, 3) and s_hw == (1, 1) and d_hw == (1, 1) and pads == ((1, 1), (1, 1))
+            and out_shape[2:] == x_shape[2:] and x_shape[3] >= lanes)
 
 
 def _run_max_indices(x, out, indices, k_hw, s_hw, d_hw, pads):

@@ -296,6 +296,7 @@ vevens = _vector_shuffle(lambda n: range(0, 2 * n, 2))  # lanes 0, 2, 4, ... of 
 vodds = _vector_shuffle(lambda n: range(1, 2 * n, 2))   # lanes 1, 3, 5, ... of a ++ b
 vshift_in = _vector_shuffle(lambda n: range(1, n + 1))  # a's lanes 1 .. n - 1, then b's lane 0
 vshift_dup = _vector_shuffle(lambda n: [0] + list(range(n - 1)))  # a's lane 0 twice, then lanes 1 .. n - 2 (b unused)
+vshift_back = _vector_shuffle(lambda n: [n - 1] + list(range(n, 2 * n - 1)))  # a's last lane, then b's 0 .. n - 2
 
 
 @intrinsic
