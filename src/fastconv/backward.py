@@ -82,7 +82,7 @@ def _check_grad_out(fn, grad_out, expected, what):
 
 def _row_blocks(planes, rows):
     """Row blocks per plane so that few planes still feed every thread (results do not depend on it)."""
-    wanted = TASKS_PER_THREAD * numba.get_num_threads()
+    wanted = TASKS_PER_THREAD * current_threads()
     if planes >= wanted:
         return 1
     return max(1, min(rows, -(-wanted // max(planes, 1))))

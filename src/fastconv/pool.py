@@ -41,7 +41,7 @@ LANES_MAX_CELLS = 16384
 def _row_blocks(planes, out_rows):
     """Row blocks (output rows or bin rows) per plane so that a small batch (N * C < 4 * threads) still
     feeds every thread."""
-    wanted = TASKS_PER_THREAD * numba.get_num_threads()
+    wanted = TASKS_PER_THREAD * current_threads()
     if planes >= wanted:
         return 1
     return max(1, min(out_rows, -(-wanted // planes)))
@@ -351,7 +351,7 @@ def _run_bins_lanes(x, level_bins, out):
     buffers under LANES_MAX_CELLS. Returns False otherwise (the caller uses the row-blocked kernel)."""
     n_batch, c_in, ih, iw = x.shape
     lanes = VEC_BYTES // x.dtype.itemsize
-    if -(-n_batch * c_in // lanes) < TASKS_PER_THREAD * numba.get_num_threads():
+    if -(-n_batch * c_in // lanes) < TASKS_PER_THREAD * current_threads():
         return False
     bands, direct, composed, levels, n_bins = _lanes_tables(level_bins, c_in, iw)
     cells = bands.shape[0] * iw
