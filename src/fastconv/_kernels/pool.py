@@ -260,6 +260,18 @@ def _column_pass(xf, r0, nrows, rstep, n, dst, d0, is_max):
 
 
 @kernel_inline
+def _store_chunk(dst, d0, c, acc, col_div, rows, is_max, stream):
+    """Store the row pass's chunk ``c`` (an average's sums divided by ``rows * col_div[c:]`` first),
+    non-temporally with ``stream``."""
+    if not is_max:
+        acc = vdiv(acc, vmul(rows, vload(col_div, c)))
+    if stream:
+        vstore_stream(dst, d0 + c, acc)
+    else:
+        vstore(dst, d0 + c, acc)
+
+
+@kernel_inline
 def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream):
     """One chunk of :func:`_row_pass` (stride ``sw`` 1 or 2); ``taps`` (literal): 2 or 3 undilated taps,
     fused (stride 2: loads of 2 * LANES cells give the even, odd and next even cells), 0 for any."""
@@ -275,12 +287,7 @@ def _row_chunk(s, c, kw, sw, dw, dst, d0, col_div, rows, is_max, taps, stream):
         acc = _vreduce(s, c, kw, dw, is_max, False)
     else:
         acc = _vreduce(s, 2 * c, kw, dw, is_max, True)
-    if not is_max:
-        acc = vdiv(acc, vmul(rows, vload(col_div, c)))
-    if stream:
-        vstore_stream(dst, d0 + c, acc)
-    else:
-        vstore(dst, d0 + c, acc)
+    _store_chunk(dst, d0, c, acc, col_div, rows, is_max, stream)
 
 
 @kernel_inline
@@ -355,16 +362,6 @@ def _colop(xf, r0, rstep, c, nrows, is_max):
 
 
 @kernel_inline
-def _store3s1(of, d0, c, acc, col_div, rows, is_max, stream):
-    if not is_max:
-        acc = vdiv(acc, vmul(rows, vload(col_div, c)))
-    if stream:
-        vstore_stream(of, d0 + c, acc)
-    else:
-        vstore(of, d0 + c, acc)
-
-
-@kernel_inline
 def _row3s1(xf, of, r0, iw, d0, col_div, rows, is_max, nrows, stream):
     """One output row of :func:`_window3s1_rows` from ``nrows`` (literal) input rows at ``xf[r0:]``."""
     lanes = vec_lanes(xf)
@@ -383,7 +380,7 @@ def _row3s1(xf, of, r0, iw, d0, col_div, rows, is_max, nrows, stream):
         else:  # the row's end: padding on the right
             nxt = cur
             right = vshift_in(cur, identity)
-        _store3s1(of, d0, c, _op(_op(vshift_back(prev, cur), cur, is_max), right, is_max), col_div, rows, is_max,
+        _store_chunk(of, d0, c, _op(_op(vshift_back(prev, cur), cur, is_max), right, is_max), col_div, rows, is_max,
                   stream)
         prev = cur
         cur = nxt
@@ -391,7 +388,7 @@ def _row3s1(xf, of, r0, iw, d0, col_div, rows, is_max, nrows, stream):
         c = iw - lanes
         last = _colop(xf, r0, iw, c, nrows, is_max)
         acc = _op(_op(_colop(xf, r0, iw, c - 1, nrows, is_max), last, is_max), vshift_in(last, identity), is_max)
-        _store3s1(of, d0, c, acc, col_div, rows, is_max, False)
+        _store_chunk(of, d0, c, acc, col_div, rows, is_max, False)
 
 
 @kernel
