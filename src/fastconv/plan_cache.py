@@ -9,13 +9,13 @@ plain values looks its plan up instead.
 
 Only exact ``int``, ``str``, ``None``, the float32 / float64 dtypes and tuples of them are looked up:
 ``1``, ``1.0`` and ``True`` compare equal as keys but are not the same argument (a float stride must
-still raise), and a list is not hashable. Any other value plans afresh, the same code. Errors are never cached (the planner
-raises on every call), so a cached call validates exactly as an uncached one.
+still raise), and a list is not hashable. Any other value plans afresh, the same code. Errors are never
+cached (the planner raises on every call), so a cached call validates exactly as an uncached one.
 
 A plan holds the dispatch rules' choice as it was when its signature was first planned: code that
-changes a rule's module constant at run time (as a test may) must call the op's ``_call_plan.cache_clear()``
-for calls with ``algo="auto"`` to see it. The run paths (which kernel route, which work items) are still
-decided per call.
+changes a rule's module constant at run time (as a test may) must call the op's
+``_call_plan.cache_clear()`` for calls with ``algo="auto"`` to see it. The run paths (which kernel
+route, which work items) are still decided per call.
 """
 
 import functools

@@ -320,6 +320,14 @@ def _row_pass(s, ow, kw, sw, dw, dst, d0, col_div, row_div, is_max, stream):
         _row_chunks(s, ow, kw, sw, dw, dst, d0, col_div, vsplat(s, row_div), is_max, 0, stream)
 
 
+@kernel_inline
+def _streams_row(of, d0, ow, stream):
+    """Whether an output row of ``ow`` cells at ``of[d0:]`` is stored non-temporally: with ``stream``, and
+    only when the row is whole cache lines from a line boundary (no shifted last chunk)."""
+    line = 64 // of.itemsize
+    return stream and ow % line == 0 and (data_address(of) // of.itemsize + d0) % line == 0
+
+
 @kernel
 def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, top, left,
                  is_max, stream):
@@ -332,7 +340,6 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
     12.9 s on the first average pooling call (measured 2026-12-07).
     """
     identity = NEG_INF if is_max else 0.0
-    line = 64 // of.itemsize
     for i in range(left):
         s[i] = identity
     for i in range(left + iw, s.shape[0]):
@@ -343,9 +350,8 @@ def _window_rows(xf, of, p, oy_lo, oy_hi, s, row_div, col_div, ih, iw, oh, ow, k
         ky_hi = min(kh, (ih - y0 + dh - 1) // dh)
         _column_pass(xf, (p * ih + y0 + ky_lo * dh) * iw, ky_hi - ky_lo, dh * iw, iw, s, left, is_max)
         d0 = (p * oh + oy) * ow
-        # Streamed only when the row is whole cache lines from a line boundary (no shifted last chunk).
-        aligned = stream and ow % line == 0 and (data_address(of) // of.itemsize + d0) % line == 0
-        _row_pass(s, ow, kw, sw, dw, of, d0, col_div, 1.0 if is_max else row_div[oy], is_max, aligned)
+        _row_pass(s, ow, kw, sw, dw, of, d0, col_div, 1.0 if is_max else row_div[oy], is_max,
+                  _streams_row(of, d0, ow, stream))
     if stream:
         store_fence()
 
@@ -381,7 +387,7 @@ def _row3s1(xf, of, r0, iw, d0, col_div, rows, is_max, nrows, stream):
             nxt = cur
             right = vshift_in(cur, identity)
         _store_chunk(of, d0, c, _op(_op(vshift_back(prev, cur), cur, is_max), right, is_max), col_div, rows, is_max,
-                  stream)
+                     stream)
         prev = cur
         cur = nxt
     if iw % lanes:  # the last chunk, shifted back to end at the row's end (rewrites a few outputs)
@@ -401,13 +407,12 @@ def _window3s1_rows(xf, of, p, oy_lo, oy_hi, row_div, col_div, ih, iw, is_max, s
     then ``(left op centre) op right``. (Through the scratch row each chunk stored its column pass and
     reloaded it at offsets 1 and 2, loads the store buffer cannot forward: 0.37 ns per output on one
     thread with the input in cache.)"""
-    line = 64 // of.itemsize
     for oy in range(oy_lo, oy_hi):
         y0 = max(oy - 1, 0)
         nrows = min(oy + 2, ih) - y0
         d0 = (p * ih + oy) * iw
         r0 = (p * ih + y0) * iw
-        aligned = stream and iw % line == 0 and (data_address(of) // of.itemsize + d0) % line == 0
+        aligned = _streams_row(of, d0, iw, stream)
         rows = vsplat(xf, 1.0 if is_max else row_div[oy])
         if nrows == 3:
             _row3s1(xf, of, r0, iw, d0, col_div, rows, is_max, 3, aligned)
